@@ -1,0 +1,1 @@
+"""The ``lakestore`` command line: a thin layer over the lakestore library."""

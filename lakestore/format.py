@@ -1,0 +1,245 @@
+"""The lakestore dataset format: table names, Arrow schemas, paths and name rules.
+
+This module is the code form of docs/FORMAT.md; the two change together. It imports only
+the standard library so that ``import lakestore`` stays cheap; the Arrow schemas are built
+on first use by :func:`arrow_schema`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import urllib.parse
+import uuid
+from functools import cache
+from typing import TYPE_CHECKING
+
+from lakestore.errors import FormatVersionError, InvalidNameError, InvalidValueError, StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakestore.storage import Storage
+
+FORMAT_VERSION = 1
+"""The version this lakestore writes and the newest it reads."""
+
+MARKER_FILE = "_lakestore.json"
+"""The file at the store root that records the format version."""
+
+TABLES = ("runs", "params", "metrics", "tags")
+"""The tables of a store, each a hive-partitioned Parquet dataset under ``<root>/<table>/``."""
+
+PARTITION_KEYS = ("experiment", "run")
+
+MAX_KEY_LENGTH = 250
+"""Longest metric, param or tag key, in characters (as in MLflow)."""
+
+MAX_VALUE_LENGTH = 4 * 1024 * 1024
+"""Longest param value, tag value or run name, in characters."""
+
+MAX_PARTITION_BYTES = 240
+"""Longest escaped partition value in bytes, so that ``experiment=<value>`` fits in the
+255-byte name limit of common filesystems."""
+
+RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
+
+_RESERVED_PARTITION_VALUES = ("__HIVE_DEFAULT_PARTITION__",)
+_UNRESERVED_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+@cache
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema of the columns stored in each file of ``table``.
+
+    The partition columns ``experiment`` and ``run`` are not stored in the files: readers
+    take them from the directory names, as strings.
+    """
+    import pyarrow as pa
+
+    timestamp = pa.timestamp("us", tz="UTC")
+    fields = {
+        "runs": [
+            pa.field("event_time", timestamp, nullable=False),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("run_name", pa.string()),
+            pa.field("parent_run_id", pa.string()),
+            pa.field("user", pa.string()),
+            pa.field("host", pa.string()),
+            pa.field("start_time", timestamp),
+            pa.field("end_time", timestamp),
+        ],
+        "params": [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("value", pa.string(), nullable=False),
+            pa.field("value_float", pa.float64()),
+            pa.field("timestamp", timestamp, nullable=False),
+        ],
+        "metrics": [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),
+            pa.field("step", pa.int64(), nullable=False),
+            pa.field("timestamp", timestamp, nullable=False),
+        ],
+        "tags": [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("value", pa.string()),
+            pa.field("timestamp", timestamp, nullable=False),
+        ],
+    }
+    return pa.schema(fields[table])
+
+
+def escape_partition_value(value: str) -> str:
+    """The directory-name form of a partition value, as hive readers decode it.
+
+    ASCII letters, digits and ``-._~`` and printable non-ASCII characters stay as they are;
+    every other character is percent-encoded as UTF-8 bytes. A value that reads as NULL in
+    some engine (``null`` in any case) gets its first character encoded too. The result
+    never contains ``/`` and never equals ``.`` or ``..`` once prefixed by its key, so it
+    cannot point outside the store.
+    """
+    out = []
+    for char in value:
+        if char in _UNRESERVED_ASCII or (ord(char) > 127 and char.isprintable()):
+            out.append(char)
+        else:
+            out.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8")))
+    if value.lower() == "null":
+        out[0] = f"%{ord(value[0]):02X}"
+    return "".join(out)
+
+
+def unescape_partition_value(text: str) -> str:
+    """The partition value a directory name stands for (the inverse of escaping)."""
+    return urllib.parse.unquote(text, errors="strict")
+
+
+def partition_dir(table: str, experiment: str, run_id: str) -> str:
+    """The directory, relative to the store root, that holds one run's files of ``table``."""
+    return (
+        f"{table}/experiment={escape_partition_value(experiment)}"
+        f"/run={escape_partition_value(run_id)}"
+    )
+
+
+def data_file_name(writer_id: str, sequence: int) -> str:
+    """The name of a writer's ``sequence``-th file: unique without any coordination."""
+    return f"{writer_id}-{sequence:06d}.parquet"
+
+
+def new_id() -> str:
+    """A fresh random identifier for a run or a writer (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def check_experiment_name(name: object) -> str:
+    """Return ``name`` if it can name an experiment, else raise InvalidNameError."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"experiment name must be a string, got {name!r}")
+    if name == "":
+        raise InvalidNameError("experiment name must not be empty")
+    if "\x00" in name:
+        raise InvalidNameError(f"experiment name {name!r} contains a NUL character")
+    if name in _RESERVED_PARTITION_VALUES:
+        raise InvalidNameError(f"experiment name {name!r} is reserved by hive readers")
+    size = len(escape_partition_value(name).encode("utf-8"))
+    if size > MAX_PARTITION_BYTES:
+        raise InvalidNameError(
+            f"experiment name {name[:40]!r}... is too long: it takes {size} bytes as a "
+            f"directory name, the limit is {MAX_PARTITION_BYTES}; choose a shorter name"
+        )
+    return name
+
+
+def check_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it has the form of a run id, else raise InvalidNameError."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise InvalidNameError(
+            f"run id {run_id!r} is not valid: run ids are 1 to 64 letters, digits, '-' or '_'"
+        )
+    return run_id
+
+
+def check_key(key: object, kind: str) -> str:
+    """Return ``key`` if it can name a metric, param or tag (``kind``), else raise."""
+    if not isinstance(key, str):
+        raise InvalidNameError(f"{kind} key must be a string, got {key!r}")
+    if key == "":
+        raise InvalidNameError(f"{kind} key must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidNameError(
+            f"{kind} key {key[:40]!r}... is {len(key)} characters long; "
+            f"the limit is {MAX_KEY_LENGTH}"
+        )
+    if "\x00" in key:
+        raise InvalidNameError(f"{kind} key {key!r} contains a NUL character")
+    return key
+
+
+def check_text(text: object, what: str) -> str:
+    """Return ``text`` if it can be stored as a value or a run name, else raise."""
+    if not isinstance(text, str):
+        raise InvalidValueError(f"{what} must be a string, got {text!r}")
+    if len(text) > MAX_VALUE_LENGTH:
+        raise InvalidValueError(
+            f"{what} is {len(text)} characters long; the limit is {MAX_VALUE_LENGTH}"
+        )
+    return text
+
+
+def param_text_and_float(key: str, value: object) -> tuple[str, float | None]:
+    """The stored forms of a param value: its text, and its number if it is numeric.
+
+    Integers and floats (not bools) are numeric, and so is text written as a decimal number
+    (``"0.01"``, ``"1e-3"``), which is how parsed command lines arrive. NaN and infinities
+    logged as floats are kept as such.
+    """
+    if isinstance(value, bool) or value is None:
+        return str(value), None
+    if isinstance(value, int):
+        return str(value), float(value)
+    if isinstance(value, float):
+        return repr(float(value)), float(value)
+    if isinstance(value, str):
+        text = check_text(value, f"param {key!r} value")
+        number = float(text) if _NUMBER_TEXT.fullmatch(text) else None
+        return text, number if number is None or math.isfinite(number) else None
+    if hasattr(value, "__index__"):  # NumPy and other integer scalars
+        return str(int(value)), float(int(value))  # type: ignore[call-overload]
+    if hasattr(value, "__float__") and not hasattr(value, "__len__"):
+        return str(value), float(value)  # type: ignore[arg-type]
+    return check_text(str(value), f"param {key!r} value"), None
+
+
+def read_format_version(storage: Storage) -> int | None:
+    """The format version recorded in the store, or None if nothing was written yet.
+
+    Raises FormatVersionError if the store is newer than this lakestore can read.
+    """
+    data = storage.get(MARKER_FILE)
+    if data is None:
+        return None
+    try:
+        version = json.loads(data)["format_version"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise StoreError(
+            f"{storage.path(MARKER_FILE)} is not a lakestore marker ({error}); "
+            "is this folder a lakestore store?"
+        ) from error
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"store {storage.url} has format version {version!r}; this lakestore reads "
+            f"versions up to {FORMAT_VERSION}: pip install -U lakestore"
+        )
+    return version
+
+
+def ensure_format_marker(storage: Storage) -> None:
+    """Record the format version in a new store, or check the one an old store records."""
+    marker = json.dumps({"format_version": FORMAT_VERSION}).encode() + b"\n"
+    if not storage.put_if_absent(MARKER_FILE, marker):
+        read_format_version(storage)

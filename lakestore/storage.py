@@ -1,0 +1,187 @@
+"""Where a store lives: a local folder, or any filesystem fsspec reaches.
+
+This is the one module that knows about storage backends. A plain path (or ``file://``) is
+served with ``os`` calls, which keeps ``import lakestore`` free of fsspec for local stores;
+every other URL goes through fsspec, imported on first use.
+
+Both backends guarantee that a reader never sees a partial file: a local file is written
+under a temporary name beside its target and renamed over it; on object stores a file is
+one PUT (or one multipart upload), which readers see whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import uuid
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from lakestore.errors import StoreError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+DEFAULT_URI = "lakestore-data"
+"""The store used when neither set_store() nor $LAKESTORE_URI names one: ./lakestore-data.
+
+Not ./lakestore, which in a checkout of this project is the package itself."""
+
+TEMPORARY_PREFIX = "."
+"""Local files being written start with this and end in ``.tmp``: readers skip them."""
+
+
+def default_uri() -> str:
+    """The store named by $LAKESTORE_URI, else the folder ./lakestore-data."""
+    return os.environ.get("LAKESTORE_URI") or DEFAULT_URI
+
+
+class Storage(ABC):
+    """A store root and the few file operations lakestore needs, paths relative to it."""
+
+    url: str
+    """The root as readers name it: an absolute local path or a ``protocol://`` URL."""
+
+    fs: AbstractFileSystem | None
+    """The fsspec filesystem behind the store, or None for a local folder."""
+
+    def path(self, relative: str) -> str:
+        """The full path (as readers name it) of ``relative``."""
+        return f"{self.url}/{relative}"
+
+    @abstractmethod
+    def put(self, relative: str, data: bytes | memoryview) -> None:
+        """Write ``data`` as ``relative`` so that readers see all of it or nothing."""
+
+    @abstractmethod
+    def put_if_absent(self, relative: str, data: bytes | memoryview) -> bool:
+        """Write ``data`` as ``relative`` unless it exists; True if this call wrote it."""
+
+    @abstractmethod
+    def get(self, relative: str) -> bytes | None:
+        """The content of ``relative``, or None if there is no such file."""
+
+    @abstractmethod
+    def glob(self, pattern: str) -> list[str]:
+        """The relative paths matching ``pattern`` (``*`` within one path segment)."""
+
+
+class LocalStorage(Storage):
+    """A store in a local folder."""
+
+    def __init__(self, root: str) -> None:
+        self.url = os.path.abspath(os.path.expanduser(root))
+        self.fs = None
+        if os.path.exists(self.url) and not os.path.isdir(self.url):
+            raise StoreError(f"store path {self.url!r} is a file, not a folder")
+
+    def _write_temporary(self, target: str, data: bytes | memoryview) -> str:
+        folder, name = os.path.split(target)
+        os.makedirs(folder, exist_ok=True)
+        temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        return temporary
+
+    def put(self, relative: str, data: bytes | memoryview) -> None:
+        target = self.path(relative)
+        temporary = self._write_temporary(target, data)
+        try:
+            os.replace(temporary, target)
+        except BaseException:
+            _remove_quietly(temporary)
+            raise
+
+    def put_if_absent(self, relative: str, data: bytes | memoryview) -> bool:
+        target = self.path(relative)
+        temporary = self._write_temporary(target, data)
+        try:
+            os.link(temporary, target)  # fails if the target exists: exclusive and whole
+        except FileExistsError:
+            return False
+        finally:
+            _remove_quietly(temporary)
+        return True
+
+    def get(self, relative: str) -> bytes | None:
+        try:
+            with open(self.path(relative), "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            return None
+
+    def glob(self, pattern: str) -> list[str]:
+        start = len(self.url) + 1
+        return sorted(path[start:] for path in glob.glob(glob.escape(self.url) + "/" + pattern))
+
+
+class FsspecStorage(Storage):
+    """A store on any filesystem fsspec reaches, written as an object store: one PUT a file."""
+
+    def __init__(self, uri: str, storage_options: dict[str, Any]) -> None:
+        from fsspec.core import url_to_fs
+
+        protocol = uri.split("://", 1)[0]
+        options = dict(storage_options)
+        if protocol in ("s3", "s3a"):
+            # New files must be visible to the next listing; see docs/FORMAT.md.
+            options.setdefault("use_listings_cache", False)
+        try:
+            self.fs, root = url_to_fs(uri, **options)
+        except (ImportError, ValueError) as error:
+            raise StoreError(f"cannot open store {uri!r}: {error}") from error
+        root = root.rstrip("/")
+        self._root = root
+        self.url = f"{protocol}://{root}"
+
+    def _full(self, relative: str) -> str:
+        return f"{self._root}/{relative}"
+
+    def put(self, relative: str, data: bytes | memoryview) -> None:
+        assert self.fs is not None
+        self.fs.pipe_file(self._full(relative), bytes(data))
+
+    def put_if_absent(self, relative: str, data: bytes | memoryview) -> bool:
+        assert self.fs is not None
+        try:
+            self.fs.pipe_file(self._full(relative), bytes(data), mode="create")
+        except FileExistsError:
+            return False
+        return True
+
+    def get(self, relative: str) -> bytes | None:
+        assert self.fs is not None
+        try:
+            return self.fs.cat_file(self._full(relative))
+        except FileNotFoundError:
+            return None
+
+    def glob(self, pattern: str) -> list[str]:
+        assert self.fs is not None
+        start = len(self._root) + 1
+        return sorted(path[start:] for path in self.fs.glob(self._full(pattern)))
+
+
+def open_storage(
+    uri: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> Storage:
+    """The storage for ``uri``: a local path, ``file://`` URL, or any fsspec URL.
+
+    ``storage_options`` go to the fsspec filesystem (for S3: ``key``, ``secret``,
+    ``endpoint_url``, ...); without them s3fs reads the standard AWS environment variables,
+    ``AWS_ENDPOINT_URL`` included.
+    """
+    text = os.fspath(uri)
+    if "://" not in text:
+        return LocalStorage(text)
+    if text.startswith("file://"):
+        return LocalStorage(text[len("file://") :])
+    return FsspecStorage(text, storage_options or {})
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)

@@ -1,0 +1,536 @@
+"""The logging API: runs, and the module-level functions that act on the active run.
+
+Familiar to MLflow users: ``start_run`` returns a :class:`Run` that is also a context
+manager, and ``lakestore.log_metric(...)`` and friends act on the innermost active run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import datetime as dt
+import getpass
+import os
+import socket
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from lakestore import format
+from lakestore.errors import (
+    InvalidValueError,
+    NoActiveRunError,
+    ParamConflictError,
+    RunAlreadyActiveError,
+    RunNotFoundError,
+)
+from lakestore.storage import Storage, default_uri, open_storage
+from lakestore.writer import RunWriter, WriterOptions, metric_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+DEFAULT_EXPERIMENT = "default"
+"""The experiment of runs started with no experiment named (``$LAKESTORE_EXPERIMENT``)."""
+
+_store_uri: str | None = None
+_store_options: dict[str, Any] = {}
+_experiment: str | None = None
+_storages: dict[tuple[str, str], Storage] = {}
+_storages_lock = threading.Lock()
+_active_runs: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
+    "lakestore_active_runs", default=()
+)
+_open_runs: set[Run] = set()
+
+
+def set_store(uri: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
+    """Make ``uri`` the store of runs started from now on.
+
+    ``uri`` is a local folder or any fsspec URL (``s3://bucket/prefix``). Without a call,
+    the store is ``$LAKESTORE_URI``, else the folder ``./lakestore-data``.
+    """
+    global _store_uri, _store_options
+    _store_uri = os.fspath(uri)
+    _store_options = dict(storage_options or {})
+
+
+def get_store_uri() -> str:
+    """The store that runs started now would write to."""
+    return _store_uri if _store_uri is not None else default_uri()
+
+
+def get_store_options() -> dict[str, Any]:
+    """The storage options given to set_store()."""
+    return dict(_store_options)
+
+
+def set_experiment(name: str) -> None:
+    """Make ``name`` the experiment of runs started from now on without one."""
+    global _experiment
+    _experiment = format.check_experiment_name(name)
+
+
+def _storage(uri: str | os.PathLike[str] | None, options: dict[str, Any] | None) -> Storage:
+    """The storage for a store, opened and checked once per process."""
+    if uri is None:
+        uri, options = get_store_uri(), _store_options if options is None else options
+    key = (os.fspath(uri), repr(sorted((options or {}).items())))
+    with _storages_lock:
+        storage = _storages.get(key)
+        if storage is None:
+            storage = open_storage(uri, options)
+            format.ensure_format_marker(storage)
+            _storages[key] = storage
+    return storage
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _timestamp_ns(timestamp: int | float | dt.datetime | None) -> int:
+    """Nanoseconds since the epoch from MLflow-style milliseconds or a datetime."""
+    if timestamp is None:
+        return time.time_ns()
+    if isinstance(timestamp, dt.datetime):
+        if timestamp.tzinfo is None:
+            timestamp = timestamp.astimezone()
+        return int(timestamp.timestamp() * 1_000_000) * 1000
+    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        return int(timestamp * 1_000_000)
+    raise InvalidValueError(
+        f"timestamp {timestamp!r} is not milliseconds since the epoch or a datetime"
+    )
+
+
+class Run:
+    """One run being logged by this process. End it with :meth:`end` or a ``with`` block."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        experiment: str,
+        run_id: str,
+        run_name: str | None,
+        parent_run_id: str | None,
+        params: dict[str, str],
+        options: WriterOptions,
+    ) -> None:
+        self.storage = storage
+        self.experiment = experiment
+        self.run_id = run_id
+        self.run_name = run_name
+        self.parent_run_id = parent_run_id
+        self._params = params
+        self._status: str = "RUNNING"
+        self._writer = RunWriter(storage, experiment, run_id, options)
+
+    def __repr__(self) -> str:
+        return (
+            f"Run(experiment={self.experiment!r}, run_id={self.run_id!r}, "
+            f"run_name={self.run_name!r}, status={self._status!r})"
+        )
+
+    @property
+    def status(self) -> str:
+        """RUNNING until the run ends, then FINISHED, FAILED or KILLED."""
+        return self._status
+
+    @property
+    def store_uri(self) -> str:
+        """The store this run writes to."""
+        return self.storage.url
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def log_metric(
+        self,
+        key: str,
+        value: float,
+        step: int = 0,
+        timestamp: int | float | dt.datetime | None = None,
+    ) -> None:
+        """Log ``value`` for metric ``key`` at ``step`` (MLflow's default step is 0 too).
+
+        ``timestamp`` is milliseconds since the epoch or a datetime; by default, now.
+        NaN and infinities are stored as they are.
+        """
+        self._writer.append_metric(
+            key, value, step, time.time_ns() if timestamp is None else _timestamp_ns(timestamp)
+        )
+
+    def log_metrics(
+        self,
+        metrics: dict[str, float],
+        step: int = 0,
+        timestamp: int | float | dt.datetime | None = None,
+    ) -> None:
+        """Log several metrics at one step; if one value is bad, none is logged."""
+        self._writer.append_metrics(metrics, step, _timestamp_ns(timestamp))
+
+    def log_metric_series(
+        self,
+        key: str,
+        values: Any,
+        steps: Any = None,
+        timestamps: Any = None,
+    ) -> None:
+        """Log a whole series of one metric at once.
+
+        ``values`` is anything Arrow converts to float64: a list, a NumPy array, an Arrow
+        array or a Polars Series. ``steps`` (int64) defaults to 0, 1, 2, ...; ``timestamps``
+        (datetimes, or milliseconds since the epoch) default to now for every point.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        format.check_key(key, "metric")
+        value_array = _to_arrow(values, pa.float64(), f"metric {key!r} values")
+        count = len(value_array)
+        if count == 0:
+            return
+        if value_array.null_count:
+            raise InvalidValueError(f"metric {key!r} values contain nulls; use NaN instead")
+        if steps is None:
+            step_array = pc.subtract(
+                pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1
+            )
+        else:
+            step_array = _to_arrow(steps, pa.int64(), f"metric {key!r} steps")
+        timestamp_type = format.arrow_schema("metrics").field("timestamp").type
+        if timestamps is None:
+            time_array = pa.repeat(pa.scalar(_now_us(), pa.int64()), count).cast(timestamp_type)
+        else:
+            time_array = _to_timestamps(timestamps, timestamp_type, key)
+        for name, other in (("steps", step_array), ("timestamps", time_array)):
+            if len(other) != count:
+                raise InvalidValueError(f"metric {key!r}: {count} values but {len(other)} {name}")
+            if other.null_count:
+                raise InvalidValueError(f"metric {key!r}: {name} contain nulls")
+        keys = pa.DictionaryArray.from_arrays(
+            pa.repeat(pa.scalar(0, pa.int32()), count), pa.array([key], pa.string())
+        )
+        self._writer.append_metric_table(metric_table(keys, value_array, step_array, time_array))
+
+    # -- params and tags ----------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Log a param. Logging it again with the same value is fine; another value is not."""
+        self.log_params({key: value})
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log several params; if one is bad or conflicts, none is logged."""
+        rows = []
+        now = _now_us()
+        seen = dict(self._params)
+        for key, value in params.items():
+            format.check_key(key, "param")
+            text, number = format.param_text_and_float(key, value)
+            logged = seen.get(key)
+            if logged is None:
+                seen[key] = text
+                rows.append((key, text, number, now))
+            elif logged != text:
+                raise ParamConflictError(
+                    f"param {key!r} was logged as {logged!r}; it cannot change to {text!r} "
+                    "in the same run (log it under another key, or use a tag or a metric)"
+                )
+        for row in rows:
+            self._writer.append_row("params", row)
+        self._params = seen
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set a tag; setting it again replaces the value readers see."""
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set several tags; if one is bad, none is set."""
+        now = _now_us()
+        rows = [
+            (format.check_key(key, "tag"), format.check_text(str(value), f"tag {key!r} value"), now)
+            for key, value in tags.items()
+        ]
+        for row in rows:
+            self._writer.append_row("tags", row)
+
+    def delete_tag(self, key: str) -> None:
+        """Remove a tag: readers no longer see it (a null value is recorded)."""
+        self._writer.append_row("tags", (format.check_key(key, "tag"), None, _now_us()))
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything logged so far to the store now."""
+        self._writer.flush()
+
+    def end(self, status: str = "FINISHED") -> None:
+        """End the run with ``status`` (FINISHED, FAILED or KILLED) and write all its data.
+
+        Ending a run that has ended does nothing.
+        """
+        if status not in format.RUN_STATUSES or status == "RUNNING":
+            raise InvalidValueError(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
+        if self._writer.closed:
+            return
+        now = _now_us()
+        self._writer.append_row("runs", _event(status, self, end_time=now, event_time=now))
+        self._status = status
+        _open_runs.discard(self)
+        stack = _active_runs.get()
+        if self in stack:
+            _active_runs.set(tuple(run for run in stack if run is not self))
+        self._writer.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("KILLED")
+        else:
+            self.end("FAILED")
+
+
+def _event(status: str, run: Run, *, event_time: int, **times: int | None) -> tuple[Any, ...]:
+    """A row of the runs table, in schema order."""
+    return (
+        event_time,
+        status,
+        run.run_name,
+        run.parent_run_id,
+        _user(),
+        socket.gethostname(),
+        times.get("start_time"),
+        times.get("end_time"),
+    )
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid, as in some containers
+        return None
+
+
+def _to_arrow(values: Any, arrow_type: pa.DataType, what: str) -> pa.Array:
+    import pyarrow as pa
+
+    try:
+        array = pa.array(values)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        return array.cast(arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError) as error:
+        raise InvalidValueError(f"{what} cannot be read as {arrow_type}: {error}") from None
+
+
+def _to_timestamps(timestamps: Any, timestamp_type: pa.DataType, key: str) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = _to_arrow(timestamps, pa.array(timestamps).type, f"metric {key!r} timestamps")
+    if pa.types.is_timestamp(array.type):
+        if array.type.tz is None:
+            array = pc.assume_timezone(array, "UTC")
+        return array.cast(timestamp_type)
+    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+        micros = pc.multiply(array.cast(pa.float64()), 1000.0)
+        return pc.round(micros).cast(pa.int64()).cast(timestamp_type)
+    raise InvalidValueError(
+        f"metric {key!r} timestamps must be datetimes or milliseconds, got {array.type}"
+    )
+
+
+def _find_run(storage: Storage, run_id: str) -> str:
+    """The experiment that holds ``run_id``, or RunNotFoundError."""
+    found = storage.glob(f"runs/experiment=*/run={format.escape_partition_value(run_id)}")
+    if not found:
+        raise RunNotFoundError(f"no run {run_id!r} in store {storage.url}")
+    directory = found[0].split("/")[1]
+    return format.unescape_partition_value(directory.split("=", 1)[1])
+
+
+def _read_run_table(storage: Storage, table: str, experiment: str, run_id: str) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = storage.glob(f"{format.partition_dir(table, experiment, run_id)}/*.parquet")
+    tables = []
+    for path in paths:
+        data = storage.get(path)
+        if data is not None:
+            tables.append(pq.read_table(pa.BufferReader(data)))
+    if not tables:
+        return format.arrow_schema(table).empty_table()
+    return pa.concat_tables(tables).sort_by("timestamp" if table != "runs" else "event_time")
+
+
+def start_run(
+    run_id: str | None = None,
+    *,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    store: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    flush_interval: float | None = None,
+    flush_rows: int | None = None,
+) -> Run:
+    """Start a new run, or resume the run ``run_id``, and make it the active run.
+
+    ``experiment`` defaults to the one set by set_experiment(), ``$LAKESTORE_EXPERIMENT``,
+    or "default". With another run active, pass ``nested=True`` to start a child run (its
+    parent is recorded). ``store`` overrides the store set by set_store(). Data reaches the
+    store every ``flush_interval`` seconds (default 5), when ``flush_rows`` metric rows are
+    buffered, and when the run ends.
+    """
+    stack = _active_runs.get()
+    if stack and not nested:
+        raise RunAlreadyActiveError(
+            f"run {stack[-1].run_id} is active; end it first, or pass nested=True "
+            "to start a child run"
+        )
+    if nested and stack and parent_run_id is None:
+        parent_run_id = stack[-1].run_id
+    if parent_run_id is not None:
+        format.check_run_id(parent_run_id)
+    if run_name is not None:
+        format.check_text(run_name, "run name")
+    options = WriterOptions.from_environment(flush_interval, flush_rows)
+    storage = _storage(store, storage_options)
+
+    params: dict[str, str] = {}
+    if run_id is None:
+        name = experiment or _experiment or os.environ.get("LAKESTORE_EXPERIMENT")
+        if name is None:
+            name = stack[-1].experiment if nested and stack else DEFAULT_EXPERIMENT
+        experiment = format.check_experiment_name(name)
+        run_id = format.new_id()
+    else:
+        format.check_run_id(run_id)
+        found = _find_run(storage, run_id)
+        if experiment is not None and experiment != found:
+            raise RunNotFoundError(
+                f"run {run_id!r} belongs to experiment {found!r}, not {experiment!r}"
+            )
+        experiment = found
+        logged = _read_run_table(storage, "params", experiment, run_id)
+        params = dict(
+            zip(logged.column("key").to_pylist(), logged.column("value").to_pylist(), strict=True)
+        )
+        events = _read_run_table(storage, "runs", experiment, run_id)
+        if run_name is None:
+            names = [n for n in events.column("run_name").to_pylist() if n is not None]
+            run_name = names[-1] if names else None
+        if parent_run_id is None:
+            parents = [p for p in events.column("parent_run_id").to_pylist() if p is not None]
+            parent_run_id = parents[0] if parents else None
+
+    run = Run(storage, experiment, run_id, run_name, parent_run_id, params, options)
+    now = _now_us()
+    run._writer.append_row("runs", _event("RUNNING", run, event_time=now, start_time=now))
+    if tags:
+        run.set_tags(tags)
+    run.flush()  # the run is visible (and resumable by id) as soon as it starts
+    _open_runs.add(run)
+    _active_runs.set((*stack, run))
+    return run
+
+
+def active_run() -> Run | None:
+    """The innermost active run, or None."""
+    stack = _active_runs.get()
+    return stack[-1] if stack else None
+
+
+def _require_active_run() -> Run:
+    stack = _active_runs.get()
+    if not stack:
+        raise NoActiveRunError("no active run: call lakestore.start_run() first")
+    return stack[-1]
+
+
+def end_run(status: str = "FINISHED") -> None:
+    """End the active run with ``status``; does nothing if no run is active."""
+    run = active_run()
+    if run is not None:
+        run.end(status)
+
+
+def log_param(key: str, value: Any) -> None:
+    """Log a param on the active run."""
+    _require_active_run().log_params({key: value})
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log several params on the active run."""
+    _require_active_run().log_params(params)
+
+
+def log_metric(
+    key: str, value: float, step: int = 0, timestamp: int | float | dt.datetime | None = None
+) -> None:
+    """Log a metric on the active run."""
+    _require_active_run().log_metric(key, value, step, timestamp)
+
+
+def log_metrics(
+    metrics: dict[str, float], step: int = 0, timestamp: int | float | dt.datetime | None = None
+) -> None:
+    """Log several metrics at one step on the active run."""
+    _require_active_run().log_metrics(metrics, step, timestamp)
+
+
+def log_metric_series(key: str, values: Any, steps: Any = None, timestamps: Any = None) -> None:
+    """Log a whole series of one metric on the active run."""
+    _require_active_run().log_metric_series(key, values, steps, timestamps)
+
+
+def set_tag(key: str, value: Any) -> None:
+    """Set a tag on the active run."""
+    _require_active_run().set_tags({key: value})
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    """Set several tags on the active run."""
+    _require_active_run().set_tags(tags)
+
+
+_uncaught: list[type[BaseException]] = []
+
+
+def _record_uncaught(
+    exc_type: type[BaseException], exc: BaseException, traceback: TracebackType | None
+) -> None:
+    _uncaught.append(exc_type)
+    _previous_excepthook(exc_type, exc, traceback)
+
+
+_previous_excepthook = sys.excepthook
+sys.excepthook = _record_uncaught
+
+
+@atexit.register
+def _end_runs_at_exit() -> None:
+    """At interpreter exit, end the runs still open and write their data.
+
+    A script that ends normally ends its runs FINISHED (as in MLflow); one stopped by an
+    uncaught exception ends them FAILED, or KILLED for Ctrl-C.
+    """
+    status = "FINISHED"
+    if _uncaught:
+        status = "KILLED" if issubclass(_uncaught[-1], KeyboardInterrupt) else "FAILED"
+    for run in list(_open_runs):
+        run.end(status)

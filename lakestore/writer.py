@@ -1,0 +1,377 @@
+"""The write path: in-memory columnar buffers, flushed to Parquet files in the background.
+
+A :class:`RunWriter` holds one run's rows for one process. Logging calls append to typed
+buffers (``array.array``), which become Arrow arrays without a per-row conversion. A
+background thread writes the buffers as Parquet files every ``flush_interval`` seconds, or
+sooner when ``flush_rows`` rows are waiting; :meth:`RunWriter.close` writes the rest.
+
+Every flush gives each file its final name before the first attempt to write it, and a
+failed write is retried under that same name: a file written twice holds the same rows, so
+retries never duplicate data.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lakestore import format
+from lakestore.errors import FlushError, InvalidValueError, RunEndedError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakestore.storage import Storage
+
+DEFAULT_FLUSH_INTERVAL = 5.0
+"""Seconds between background flushes; ``$LAKESTORE_FLUSH_INTERVAL`` overrides it."""
+
+DEFAULT_FLUSH_ROWS = 1_000_000
+"""Buffered metric rows that start a flush before the interval is up."""
+
+BACKPRESSURE_FACTOR = 8
+"""Logging blocks while this many times ``flush_rows`` rows wait to be written."""
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """How often a writer flushes and how much it may hold in memory."""
+
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    flush_rows: int = DEFAULT_FLUSH_ROWS
+
+    @classmethod
+    def from_environment(
+        cls, flush_interval: float | None = None, flush_rows: int | None = None
+    ) -> WriterOptions:
+        """Options from the arguments, else $LAKESTORE_FLUSH_INTERVAL / _ROWS, else defaults."""
+        if flush_interval is None:
+            flush_interval = float(
+                os.environ.get("LAKESTORE_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL)
+            )
+        if flush_rows is None:
+            flush_rows = int(os.environ.get("LAKESTORE_FLUSH_ROWS", DEFAULT_FLUSH_ROWS))
+        if not flush_interval > 0:
+            raise InvalidValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+        if flush_rows < 1:
+            raise InvalidValueError(f"flush_rows must be >= 1, got {flush_rows!r}")
+        return cls(flush_interval=flush_interval, flush_rows=flush_rows)
+
+
+class _MetricBuffer:
+    """Metric rows as parallel typed arrays: key codes, values, steps, times (ns)."""
+
+    __slots__ = ("keys", "steps", "times", "values")
+
+    def __init__(self) -> None:
+        self.keys = array.array("i")
+        self.values = array.array("d")
+        self.steps = array.array("q")
+        self.times = array.array("q")
+
+    def truncate(self, length: int) -> None:
+        """Drop rows past ``length``: undoes a batch that failed half-way."""
+        for column in (self.keys, self.values, self.steps, self.times):
+            del column[length:]
+
+
+class RunWriter:
+    """Buffers one run's rows in this process and writes them to the store as Parquet.
+
+    Thread-safe: any number of threads may log to one writer.
+    """
+
+    def __init__(
+        self, storage: Storage, experiment: str, run_id: str, options: WriterOptions
+    ) -> None:
+        self.storage = storage
+        self.experiment = experiment
+        self.run_id = run_id
+        self.writer_id = format.new_id()
+        self.options = options
+        self._sequence = 0
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._flush_lock = threading.Lock()
+        self._key_codes: dict[str, int] = {}
+        self._key_names: list[str] = []
+        self._metrics = _MetricBuffer()
+        self._max_buffered = options.flush_rows
+        self._sealed: list[_MetricBuffer | pa.Table] = []
+        self._sealed_rows = 0
+        self._rows: dict[str, list[tuple[Any, ...]]] = {"runs": [], "params": [], "tags": []}
+        self._unwritten: list[tuple[str, pa.Table]] = []
+        self._closed = False
+        self._wake = threading.Event()
+        self._thread = threading.Thread(
+            target=self._flush_in_background, name=f"lakestore-flush-{run_id[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    # -- logging (called on the training thread) ------------------------------------------
+
+    def append_metric(self, key: str, value: float, step: int, time_ns: int) -> None:
+        """Buffer one metric row; raises InvalidValueError and buffers nothing if bad."""
+        code = self._key_codes.get(key)
+        if code is None:
+            code = self._add_key(key)
+        with self._lock:
+            if self._closed:
+                self._check_open()
+            buffer = self._metrics
+            try:
+                buffer.values.append(value)
+            except (TypeError, OverflowError):
+                raise _bad_metric(key, value) from None
+            try:
+                buffer.steps.append(step)
+            except (TypeError, OverflowError):
+                del buffer.values[-1]
+                raise _bad_step(key, step) from None
+            buffer.keys.append(code)
+            buffer.times.append(time_ns)
+            if len(buffer.values) >= self._max_buffered:
+                self._seal_locked()
+
+    def append_metrics(self, metrics: dict[str, float], step: int, time_ns: int) -> None:
+        """Buffer several metrics at one step: all of them, or none if one is bad."""
+        codes = [self._key_codes.get(key) for key in metrics]
+        if None in codes:
+            codes = [
+                self._add_key(key) if c is None else c
+                for key, c in zip(metrics, codes, strict=True)
+            ]
+        with self._lock:
+            self._check_open()
+            buffer = self._metrics
+            length = len(buffer.values)
+            for (key, value), code in zip(metrics.items(), codes, strict=True):
+                try:
+                    buffer.values.append(value)
+                except (TypeError, OverflowError):
+                    buffer.truncate(length)
+                    raise _bad_metric(key, value) from None
+                try:
+                    buffer.steps.append(step)
+                except (TypeError, OverflowError):
+                    buffer.truncate(length)
+                    raise _bad_step(key, step) from None
+                buffer.keys.append(code)  # type: ignore[arg-type]
+                buffer.times.append(time_ns)
+            if len(buffer.values) >= self._max_buffered:
+                self._seal_locked()
+
+    def append_metric_table(self, table: pa.Table) -> None:
+        """Buffer a ready Arrow table of metric rows (the vectorised path)."""
+        with self._lock:
+            self._check_open()
+            self._sealed.append(table)
+            self._sealed_rows += table.num_rows
+            self._wake.set()
+            self._wait_for_room_locked()
+
+    def append_row(self, table: str, row: tuple[Any, ...]) -> None:
+        """Buffer one row of the runs, params or tags table, in schema order."""
+        with self._lock:
+            self._check_open()
+            self._rows[table].append(row)
+
+    def _add_key(self, key: str) -> int:
+        format.check_key(key, "metric")
+        with self._lock:
+            self._check_open()
+            code = self._key_codes.get(key)
+            if code is None:
+                code = self._key_codes[key] = len(self._key_names)
+                self._key_names.append(key)
+            return code
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunEndedError(
+                f"run {self.run_id} has ended; start_run(run_id={self.run_id!r}) resumes it"
+            )
+
+    def _seal_locked(self) -> None:
+        """Hand the current metric buffer to the flusher (lock held)."""
+        if self._metrics.values:
+            self._sealed.append(self._metrics)
+            self._sealed_rows += len(self._metrics.values)
+            self._metrics = _MetricBuffer()
+            self._wake.set()
+            self._wait_for_room_locked()
+
+    def _wait_for_room_locked(self) -> None:
+        """Bounded back-pressure: block while too many rows wait to be written."""
+        limit = BACKPRESSURE_FACTOR * self.options.flush_rows
+        while self._sealed_rows > limit and not self._closed and self._thread.is_alive():
+            self._room.wait(timeout=1.0)
+
+    # -- flushing (background thread, close, explicit flush) -------------------------------
+
+    def flush(self) -> None:
+        """Write everything buffered so far; raises FlushError if some files failed.
+
+        Files that failed stay queued under their names and are retried by the next flush.
+        """
+        with self._flush_lock:
+            with self._lock:
+                if self._metrics.values:
+                    self._sealed.append(self._metrics)
+                    self._metrics = _MetricBuffer()
+                sealed, self._sealed = self._sealed, []
+                rows = {table: taken for table, taken in self._rows.items() if taken}
+                self._rows = {"runs": [], "params": [], "tags": []}
+                key_names = list(self._key_names)
+            self._unwritten.extend(self._name_files(sealed, rows, key_names))
+            with self._lock:
+                self._sealed_rows -= sum(_row_count(item) for item in sealed)
+                self._room.notify_all()
+            self._write_unwritten()
+
+    def _name_files(
+        self,
+        sealed: list[_MetricBuffer | pa.Table],
+        rows: dict[str, list[tuple[Any, ...]]],
+        key_names: list[str],
+    ) -> list[tuple[str, pa.Table]]:
+        import pyarrow as pa
+
+        files = []
+        # Run events go last, so that a reader who sees a run's end sees its data too.
+        for table_name in ("params", "tags"):
+            if table_name in rows:
+                files.append((table_name, _rows_to_table(table_name, rows[table_name])))
+        if sealed:
+            tables = [
+                item if isinstance(item, pa.Table) else _buffer_to_table(item, key_names)
+                for item in sealed
+            ]
+            files.append(("metrics", pa.concat_tables(tables)))
+        if "runs" in rows:
+            files.append(("runs", _rows_to_table("runs", rows["runs"])))
+        named = []
+        for table_name, table in files:
+            name = format.data_file_name(self.writer_id, self._sequence)
+            self._sequence += 1
+            path = f"{format.partition_dir(table_name, self.experiment, self.run_id)}/{name}"
+            named.append((path, table))
+        return named
+
+    def _write_unwritten(self) -> None:
+        failures = []
+        remaining = []
+        for path, table in self._unwritten:
+            if failures:  # keep the order: a run's end is never written before its data
+                remaining.append((path, table))
+                continue
+            try:
+                self.storage.put(path, _parquet_buffer(table))
+            except Exception as error:  # any backend error: keep the file and retry later
+                failures.append(f"{path}: {error}")
+                remaining.append((path, table))
+        self._unwritten = remaining
+        if failures:
+            raise FlushError(
+                f"could not write {len(remaining)} file(s) of run {self.run_id} to "
+                f"{self.storage.url}; they stay buffered and are retried. First error: "
+                f"{failures[0]}"
+            )
+
+    def _flush_in_background(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.options.flush_interval)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self.flush()
+            except Exception as error:  # reported, never raised into the training thread
+                warnings.warn(str(error), RuntimeWarning, stacklevel=1)
+
+    def close(self) -> None:
+        """Stop the background thread and write everything; raises FlushError on failure."""
+        with self._lock:
+            self._closed = True
+            self._room.notify_all()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.flush()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has been called."""
+        return self._closed
+
+    @property
+    def pending_files(self) -> int:
+        """Files named but not yet written (after failed flushes)."""
+        return len(self._unwritten)
+
+
+def _bad_metric(key: str, value: object) -> InvalidValueError:
+    return InvalidValueError(
+        f"metric {key!r}: value {value!r} is not a number; log an int or float "
+        "(NaN and infinities are fine)"
+    )
+
+
+def _bad_step(key: str, step: object) -> InvalidValueError:
+    return InvalidValueError(f"metric {key!r}: step {step!r} is not an integer in the int64 range")
+
+
+def _row_count(item: _MetricBuffer | pa.Table) -> int:
+    return len(item.values) if isinstance(item, _MetricBuffer) else item.num_rows
+
+
+def _typed(arrow_type: pa.DataType, buffer: array.array[Any]) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(arrow_type, len(buffer), [None, pa.py_buffer(buffer)])
+
+
+def _buffer_to_table(buffer: _MetricBuffer, key_names: list[str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pa.DictionaryArray.from_arrays(
+        _typed(pa.int32(), buffer.keys), pa.array(key_names, pa.string())
+    )
+    micros = pc.divide(_typed(pa.int64(), buffer.times), 1000)
+    times = micros.cast(format.arrow_schema("metrics").field("timestamp").type)
+    values = _typed(pa.float64(), buffer.values)
+    return metric_table(keys, values, _typed(pa.int64(), buffer.steps), times)
+
+
+def metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.Array) -> pa.Table:
+    """A metrics table in the stored schema, with keys dictionary-encoded."""
+    import pyarrow as pa
+
+    return pa.Table.from_arrays(
+        [keys, values, steps, times], names=format.arrow_schema("metrics").names
+    )
+
+
+def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
+    import pyarrow as pa
+
+    schema = format.arrow_schema(table_name)
+    columns = list(zip(*rows, strict=True))
+    return pa.Table.from_arrays(
+        [pa.array(column, type=field.type) for column, field in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
+
+
+def _parquet_buffer(table: pa.Table) -> memoryview:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", store_schema=False)
+    return memoryview(sink.getvalue())
