@@ -142,6 +142,7 @@ def check_experiment_name(name: object) -> str:
         raise InvalidNameError(f"experiment name must be a string, got {name!r}")
     if name == "":
         raise InvalidNameError("experiment name must not be empty")
+    _check_encodable(name, "experiment name", InvalidNameError)
     if "\x00" in name:
         raise InvalidNameError(f"experiment name {name!r} contains a NUL character")
     if name in _RESERVED_PARTITION_VALUES:
@@ -177,6 +178,7 @@ def check_key(key: object, kind: str) -> str:
         )
     if "\x00" in key:
         raise InvalidNameError(f"{kind} key {key!r} contains a NUL character")
+    _check_encodable(key, f"{kind} key", InvalidNameError)
     return key
 
 
@@ -188,7 +190,18 @@ def check_text(text: object, what: str) -> str:
         raise InvalidValueError(
             f"{what} is {len(text)} characters long; the limit is {MAX_VALUE_LENGTH}"
         )
+    _check_encodable(text, what, InvalidValueError)
     return text
+
+
+def _check_encodable(text: str, what: str, error: type[Exception]) -> None:
+    """Parquet stores UTF-8: reject text with lone surrogates before it is buffered."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as bad:
+        raise error(
+            f"{what} {text[:40]!r} is not valid Unicode: {bad.reason} at position {bad.start}"
+        ) from None
 
 
 def param_text_and_float(key: str, value: object) -> tuple[str, float | None]:

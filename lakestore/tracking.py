@@ -413,10 +413,11 @@ def start_run(
 
     params: dict[str, str] = {}
     if run_id is None:
-        name = experiment or _experiment or os.environ.get("LAKESTORE_EXPERIMENT")
-        if name is None:
-            name = stack[-1].experiment if nested and stack else DEFAULT_EXPERIMENT
-        experiment = format.check_experiment_name(name)
+        if experiment is None:
+            experiment = _experiment or os.environ.get("LAKESTORE_EXPERIMENT")
+        if experiment is None:
+            experiment = stack[-1].experiment if nested and stack else DEFAULT_EXPERIMENT
+        experiment = format.check_experiment_name(experiment)
         run_id = format.new_id()
     else:
         format.check_run_id(run_id)

@@ -1,0 +1,97 @@
+"""Shared fixtures: stores on a local folder and on a real S3 endpoint on 127.0.0.1.
+
+The S3 endpoint is moto's server, started once per test session as a separate process;
+every test that asks for an S3 store gets a bucket of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakestore import tracking
+
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "lakestore-test",
+    "AWS_SECRET_ACCESS_KEY": "lakestore-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of an S3 server on loopback, running for the whole test session."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert server.stdout is not None
+    deadline = time.monotonic() + 30
+    endpoint = None
+    while endpoint is None and time.monotonic() < deadline:
+        line = server.stdout.readline()
+        if not line and server.poll() is not None:
+            break
+        match = re.search(r"Running on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            endpoint = match.group(1)
+    if endpoint is None:
+        server.kill()
+        pytest.fail("the moto S3 server did not start: pip install 'moto[server]'")
+    # Keep reading its log so that the pipe never fills up and blocks the server.
+    threading.Thread(target=server.stdout.read, daemon=True).start()
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the standard AWS variables (inherited by child processes) at the endpoint."""
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    return s3_endpoint
+
+
+def make_bucket(endpoint: str) -> str:
+    """A new empty bucket on the endpoint; returns its name."""
+    import s3fs
+
+    for name, value in S3_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    s3fs.S3FileSystem(use_listings_cache=False).mkdir(bucket)
+    return bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store location: a local folder, then an S3 prefix."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_env")
+    return f"s3://{make_bucket(endpoint)}/team/store"
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_runs() -> Iterator[None]:
+    """End runs a failing test left active, so that tests stay independent."""
+    yield
+    while (run := tracking.active_run()) is not None:
+        run.end("KILLED")
+    tracking._store_uri = None
+    tracking._store_options = {}
+    tracking._experiment = None

@@ -1,0 +1,108 @@
+"""Read a store the way docs/FORMAT.md tells direct readers to, with no lakestore code.
+
+Each function returns a table's rows as sorted tuples (NaN replaced by the string "NaN",
+so that rows compare equal), partition columns ``experiment`` and ``run`` first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import s3fs
+
+
+def _normalise(table: pa.Table) -> list[tuple[Any, ...]]:
+    names = [
+        "experiment",
+        "run",
+        *[n for n in table.column_names if n not in ("experiment", "run")],
+    ]
+    rows = []
+    for row in table.select(names).to_pylist():
+        rows.append(
+            tuple(
+                "NaN" if isinstance(value, float) and math.isnan(value) else value
+                for value in row.values()
+            )
+        )
+    return sorted(rows, key=repr)
+
+
+def _is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def read_duckdb(uri: str, table: str) -> list[tuple[Any, ...]]:
+    connection = duckdb.connect()
+    if _is_s3(uri):
+        connection.register_filesystem(s3fs.S3FileSystem(use_listings_cache=False))
+    result = connection.sql(
+        f"SELECT * FROM read_parquet('{uri}/{table}/*/*/*.parquet', hive_partitioning = true, "
+        "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
+    ).to_arrow_table()
+    return _normalise(result)
+
+
+def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
+    options = None
+    if _is_s3(uri):
+        options = {
+            "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+            "aws_region": "us-east-1",
+            "aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"],
+            "aws_allow_http": "true",
+        }
+    frame = pl.scan_parquet(
+        f"{uri}/{table}/**/*.parquet",
+        hive_partitioning=True,
+        hive_schema={"experiment": pl.String, "run": pl.String},
+        storage_options=options,
+    ).collect()
+    return _normalise(frame.to_arrow())
+
+
+def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
+    partitioning = ds.partitioning(
+        pa.schema([("experiment", pa.string()), ("run", pa.string())]), flavor="hive"
+    )
+    if _is_s3(uri):
+        from pyarrow.fs import S3FileSystem
+
+        endpoint = os.environ["AWS_ENDPOINT_URL"]
+        filesystem = S3FileSystem(
+            access_key=os.environ["AWS_ACCESS_KEY_ID"],
+            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+            endpoint_override=endpoint.split("://", 1)[1],
+            scheme="http",
+            region="us-east-1",
+        )
+        dataset = ds.dataset(
+            f"{uri[len('s3://') :]}/{table}",
+            format="parquet",
+            partitioning=partitioning,
+            filesystem=filesystem,
+        )
+    else:
+        dataset = ds.dataset(f"{uri}/{table}", format="parquet", partitioning=partitioning)
+    return _normalise(dataset.to_table())
+
+
+def has_files(uri: str, table: str) -> bool:
+    """True if the table holds at least one data file (readers fail on an empty glob)."""
+    if _is_s3(uri):
+        return bool(
+            s3fs.S3FileSystem(use_listings_cache=False).glob(f"{uri}/{table}/*/*/*.parquet")
+        )
+    import glob
+
+    return bool(glob.glob(f"{glob.escape(uri)}/{table}/*/*/*.parquet"))
+
+
+READERS = {"duckdb": read_duckdb, "polars": read_polars, "pyarrow": read_pyarrow}

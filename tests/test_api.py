@@ -1,0 +1,350 @@
+"""The logging API: run life cycle, validation, params, resume and nesting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import lakestore
+from lakestore import format
+from lakestore.errors import (
+    FormatVersionError,
+    InvalidNameError,
+    InvalidValueError,
+    NoActiveRunError,
+    ParamConflictError,
+    RunAlreadyActiveError,
+    RunEndedError,
+    RunNotFoundError,
+)
+from tests.readers import read_duckdb
+
+
+def _runs(uri: str) -> dict[str, dict]:
+    with lakestore.connect(uri) as store:
+        rows = store.sql("SELECT * FROM runs").to_arrow_table().to_pylist()
+    return {row["run_id"]: row for row in rows}
+
+
+def _metrics(uri: str) -> list[tuple]:
+    return [(row[2], row[3], row[4]) for row in read_duckdb(uri, "metrics")]
+
+
+def test_readme_example_logs_params_metrics_and_tags(store_uri: str) -> None:
+    lakestore.set_store(store_uri)
+    with lakestore.start_run(
+        experiment="mnist", run_name="baseline", tags={"team": "vision"}
+    ) as run:
+        run.log_params({"lr": 0.01, "layers": 3, "optimizer": "adam"})
+        for step in range(100):
+            run.log_metric("loss", 1 / (step + 1), step=step)
+            run.log_metrics({"acc": step / 100, "f1": step / 200}, step=step)
+
+    with lakestore.connect() as store:
+        (status, name) = store.sql("SELECT status, run_name FROM runs").fetchall()[0]
+        assert (status, name) == ("FINISHED", "baseline")
+        counts = dict(store.sql("SELECT key, count(*) FROM metrics GROUP BY key").fetchall())
+        assert counts == {"loss": 100, "acc": 100, "f1": 100}
+        assert store.sql(
+            "SELECT run_id FROM params WHERE key = 'lr' AND value_float > 0.001"
+        ).fetchall()
+        assert store.sql("SELECT value FROM tags WHERE key = 'team'").fetchall() == [("vision",)]
+
+
+def test_special_float_values_are_stored_faithfully(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        for step, value in enumerate(
+            [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]
+        ):
+            run.log_metric("x", value, step=step)
+    values = [row[1] for row in sorted(_metrics(uri), key=lambda row: row[2])]
+    assert values[0] == "NaN"
+    assert values[1:] == [math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda run: run.log_metric("loss", "0.5"), "value '0.5' is not a number"),
+        (lambda run: run.log_metric("loss", None), "value None is not a number"),
+        (lambda run: run.log_metric("loss", 1.0, step=1.5), "step 1.5 is not an integer"),
+        (lambda run: run.log_metric("loss", 1.0, step=2**64), "step 18446744073709551616"),
+        (lambda run: run.log_metric("", 1.0), "metric key must not be empty"),
+        (lambda run: run.log_metric("k" * 251, 1.0), "251 characters long"),
+        (lambda run: run.log_metric(3, 1.0), "metric key must be a string, got 3"),
+        (lambda run: run.log_metrics({"ok": 1.0, "bad": "x"}), "metric 'bad': value 'x'"),
+        (lambda run: run.log_param("", 1), "param key must not be empty"),
+        (lambda run: run.set_tag("t\x00", "v"), "contains a NUL character"),
+        (lambda run: run.set_tag("t", "\ud800"), "is not valid Unicode"),
+        (lambda run: run.log_metric_series("s", ["a", "b"]), "metric 's' values cannot be read"),
+        (lambda run: run.log_metric_series("s", [1.0, None]), "contain nulls"),
+        (lambda run: run.log_metric_series("s", [1.0, 2.0], steps=[1]), "2 values but 1 steps"),
+        (lambda run: run.end("DONE"), "status 'DONE' is not one of"),
+    ],
+)
+def test_bad_input_is_rejected_and_nothing_else_is_lost(tmp_path: Path, call, message: str) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric("loss", 0.25, step=0)
+        run.log_metrics({"a": 1.0, "b": 2.0}, step=0)
+        with pytest.raises(lakestore.LakestoreError, match=_escape(message)):
+            call(run)
+        run.log_metric("loss", 0.5, step=1)  # the run stays usable
+    assert sorted(_metrics(uri)) == [
+        ("a", 1.0, 0),
+        ("b", 2.0, 0),
+        ("loss", 0.25, 0),
+        ("loss", 0.5, 1),
+    ]
+    assert _runs(uri)[run.run_id]["status"] == "FINISHED"
+
+
+def _escape(message: str) -> str:
+    import re
+
+    return re.escape(message)
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("", "must not be empty"),
+        ("a\x00b", "NUL character"),
+        ("__HIVE_DEFAULT_PARTITION__", "reserved"),
+        ("x" * 241, "the limit is 240"),
+        ("日" * 81, "the limit is 240"),
+        ("\udcff", "not valid Unicode"),
+        (42, "must be a string"),
+    ],
+)
+def test_unstorable_experiment_names_are_rejected(tmp_path: Path, name, error: str) -> None:
+    with pytest.raises(InvalidNameError, match=_escape(error)):
+        lakestore.start_run(experiment=name, store=str(tmp_path))
+    assert lakestore.active_run() is None
+
+
+def test_param_conflict_is_an_error_and_same_value_is_fine(tmp_path: Path) -> None:
+    with lakestore.start_run(store=str(tmp_path)) as run:
+        run.log_param("lr", 0.01)
+        run.log_param("lr", 0.01)
+        with pytest.raises(ParamConflictError, match=r"param 'lr' was logged as '0.01'.*'0.02'"):
+            run.log_params({"batch": 32, "lr": 0.02})
+        run.log_param("batch", 64)  # the failed batch logged nothing
+    rows = read_duckdb(str(tmp_path), "params")
+    assert sorted((row[2], row[3]) for row in rows) == [("batch", "64"), ("lr", "0.01")]
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "number"),
+    [
+        (0.01, "0.01", 0.01),
+        (3, "3", 3.0),
+        (np.int64(7), "7", 7.0),
+        (np.float64(0.5), "0.5", 0.5),
+        (True, "True", None),
+        (None, "None", None),
+        ("1e-3", "1e-3", 0.001),
+        ("adam", "adam", None),
+        ("nan", "nan", None),
+        ([1, 2], "[1, 2]", None),
+        (2**70, str(2**70), float(2**70)),
+    ],
+)
+def test_params_keep_their_text_and_compare_numerically(value, text: str, number) -> None:
+    assert format.param_text_and_float("p", value) == (text, number)
+
+
+def test_numeric_params_compare_numerically_in_sql(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    for lr in (0.1, 0.01, 0.0001, "0.5"):
+        with lakestore.start_run(store=uri) as run:
+            run.log_param("lr", lr)
+    with lakestore.connect(uri) as store:
+        found = store.sql(
+            "SELECT value FROM params WHERE key = 'lr' AND value_float > 0.001 ORDER BY value_float"
+        ).fetchall()
+    assert found == [("0.01",), ("0.1",), ("0.5",)]
+
+
+def test_run_status_follows_how_the_block_exits(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as finished:
+        pass
+    with pytest.raises(ValueError), lakestore.start_run(store=uri) as failed:
+        raise ValueError("boom")
+    with pytest.raises(KeyboardInterrupt), lakestore.start_run(store=uri) as killed:
+        raise KeyboardInterrupt
+    runs = _runs(uri)
+    assert runs[finished.run_id]["status"] == "FINISHED"
+    assert runs[failed.run_id]["status"] == "FAILED"
+    assert runs[killed.run_id]["status"] == "KILLED"
+    assert all(run["end_time"] >= run["start_time"] for run in runs.values())
+
+
+def test_module_level_functions_act_on_the_active_run(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with pytest.raises(NoActiveRunError, match="start_run"):
+        lakestore.log_metric("loss", 1.0)
+    lakestore.set_store(uri)
+    lakestore.set_experiment("exp")
+    run = lakestore.start_run(run_name="module")
+    assert lakestore.active_run() is run
+    lakestore.log_param("lr", 0.1)
+    lakestore.log_params({"bs": 8})
+    lakestore.log_metric("loss", 1.0, step=1)
+    lakestore.log_metrics({"acc": 0.5}, step=1)
+    lakestore.log_metric_series("curve", [1.0, 2.0])
+    lakestore.set_tag("a", "b")
+    lakestore.set_tags({"c": "d"})
+    lakestore.end_run()
+    assert lakestore.active_run() is None
+    assert run.status == "FINISHED"
+    with pytest.raises(RunEndedError, match="start_run"):
+        run.log_metric("loss", 2.0)
+    assert sorted(_metrics(uri)) == [
+        ("acc", 0.5, 1),
+        ("curve", 1.0, 0),
+        ("curve", 2.0, 1),
+        ("loss", 1.0, 1),
+    ]
+    assert _runs(uri)[run.run_id]["experiment"] == "exp"
+
+
+def test_nested_runs_record_their_parent(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri, experiment="sweep") as parent:
+        with pytest.raises(RunAlreadyActiveError, match="nested=True"):
+            lakestore.start_run(store=uri)
+        with lakestore.start_run(store=uri, nested=True) as child:
+            assert lakestore.active_run() is child
+        assert lakestore.active_run() is parent
+    runs = _runs(uri)
+    assert runs[child.run_id]["parent_run_id"] == parent.run_id
+    assert runs[child.run_id]["experiment"] == "sweep"
+    assert runs[parent.run_id]["parent_run_id"] is None
+
+
+def test_a_run_resumed_by_id_keeps_its_history(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri, experiment="e", run_name="first") as run:
+        run.log_param("lr", 0.1)
+        run.log_metric("loss", 1.0, step=0)
+    with lakestore.start_run(run.run_id, store=uri) as resumed:
+        assert (resumed.experiment, resumed.run_name) == ("e", "first")
+        resumed.log_param("lr", 0.1)
+        with pytest.raises(ParamConflictError):
+            resumed.log_param("lr", 0.2)
+        resumed.log_metric("loss", 0.5, step=1)
+        assert _runs(uri)[run.run_id]["status"] == "RUNNING"
+    assert sorted(_metrics(uri)) == [("loss", 0.5, 1), ("loss", 1.0, 0)]
+    state = _runs(uri)[run.run_id]
+    assert (state["status"], state["run_name"]) == ("FINISHED", "first")
+    with pytest.raises(RunNotFoundError, match="no run 'missing'"):
+        lakestore.start_run("missing", store=uri)
+    with pytest.raises(InvalidNameError, match="run id '../x'"):
+        lakestore.start_run("../x", store=uri)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.5, 0.25, math.nan],
+        np.array([0.5, 0.25, math.nan]),
+        np.array([0.5, 0.25, math.nan], dtype=np.float32),
+        pa.array([0.5, 0.25, math.nan]),
+        pl.Series([0.5, 0.25, math.nan]),
+    ],
+    ids=["list", "numpy", "numpy-float32", "arrow", "polars"],
+)
+def test_metric_series_from_any_array(tmp_path: Path, values) -> None:
+    uri = str(tmp_path)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric_series("a", values)
+        run.log_metric_series("b", values, steps=[10, 20, 30], timestamps=[start] * 3)
+        run.log_metric_series("c", values, steps=np.array([1, 2, 3]), timestamps=[0, 1000, 2000])
+    rows = read_duckdb(uri, "metrics")
+    got = sorted((row[2], row[4], row[3], row[5]) for row in rows)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert [(key, step, value) for key, step, value, _ in got] == [
+        ("a", 0, 0.5), ("a", 1, 0.25), ("a", 2, "NaN"),
+        ("b", 10, 0.5), ("b", 20, 0.25), ("b", 30, "NaN"),
+        ("c", 1, 0.5), ("c", 2, 0.25), ("c", 3, "NaN"),
+    ]  # fmt: skip
+    assert [t for key, _, _, t in got if key == "b"] == [start] * 3
+    assert [t for key, _, _, t in got if key == "c"] == [
+        epoch + dt.timedelta(seconds=s) for s in (0, 1, 2)
+    ]
+
+
+def test_explicit_timestamps_are_milliseconds_or_datetimes(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    when = dt.datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric("a", 1.0, timestamp=when)
+        run.log_metric("b", 1.0, timestamp=1_700_000_000_123)
+        with pytest.raises(InvalidValueError, match="timestamp 'now'"):
+            run.log_metric("c", 1.0, timestamp="now")
+    times = {row[2]: row[5] for row in read_duckdb(uri, "metrics")}
+    assert times["a"] == when
+    assert times["b"] == dt.datetime.fromtimestamp(1_700_000_000.123, dt.UTC)
+
+
+def test_data_is_visible_within_the_flush_interval(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri, flush_interval=0.2) as run:
+        run.log_metric("loss", 1.0)
+        deadline = time.monotonic() + 5
+        while not _has_metrics(uri) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _metrics(uri) == [("loss", 1.0, 0)]
+        assert _runs(uri)[run.run_id]["status"] == "RUNNING"
+
+
+def _has_metrics(uri: str) -> bool:
+    return any(Path(uri, "metrics").glob("*/*/*.parquet"))
+
+
+def test_flush_rows_starts_a_flush_before_the_interval(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri, flush_interval=3600, flush_rows=1000) as run:
+        for step in range(2500):
+            run.log_metric("loss", 1.0, step=step)
+        deadline = time.monotonic() + 5
+        while not _has_metrics(uri):
+            assert time.monotonic() < deadline, "no flush after flush_rows rows"
+            time.sleep(0.02)
+        assert len(_metrics(uri)) >= 1000
+    assert len(_metrics(uri)) == 2500
+
+
+def test_a_store_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    (tmp_path / format.MARKER_FILE).write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(FormatVersionError, match="format version 99.*pip install -U lakestore"):
+        lakestore.start_run(store=str(tmp_path))
+    with pytest.raises(FormatVersionError):
+        lakestore.connect(str(tmp_path))
+
+
+def test_the_store_records_its_format_version(store_uri: str) -> None:
+    with lakestore.start_run(store=store_uri):
+        pass
+    with lakestore.connect(store_uri) as store:
+        marker = store.storage.get(format.MARKER_FILE)
+    assert json.loads(marker) == {"format_version": format.FORMAT_VERSION}
+
+
+def test_bad_flush_options_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidValueError, match="flush_interval must be > 0 seconds, got 0"):
+        lakestore.start_run(store=str(tmp_path), flush_interval=0)
+    with pytest.raises(InvalidValueError, match="flush_rows must be >= 1, got 0"):
+        lakestore.start_run(store=str(tmp_path), flush_rows=0)
