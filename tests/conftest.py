@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -77,13 +76,18 @@ def make_bucket(endpoint: str) -> str:
     return bucket
 
 
-@pytest.fixture(params=["local", "s3"])
-def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store location: a local folder, then an S3 prefix."""
-    if request.param == "local":
-        return str(tmp_path / "store")
+def fresh_store_uri(backend: str, request: pytest.FixtureRequest) -> str:
+    """A new, empty store location on ``backend`` ("local" or "s3")."""
+    if backend == "local":
+        return str(request.getfixturevalue("tmp_path") / uuid.uuid4().hex)
     endpoint = request.getfixturevalue("s3_env")
     return f"s3://{make_bucket(endpoint)}/team/store"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_uri(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty store location: a local folder, then an S3 prefix."""
+    return fresh_store_uri(request.param, request)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 import lakestore
 from lakestore import format
+from tests.conftest import fresh_store_uri
 from tests.readers import READERS, has_files
 
 text = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
@@ -69,7 +69,7 @@ def test_logged_rows_read_back_identically(backend: str, request: pytest.Fixture
         tags=st.dictionaries(keys, st.text(max_size=30), max_size=5),
     )
     def check(experiment, run_name, points, params, tags) -> None:
-        uri = _fresh_store(backend, request)
+        uri = fresh_store_uri(backend, request)
         with lakestore.start_run(
             experiment=experiment, run_name=run_name, tags=tags, store=uri
         ) as run:
@@ -96,13 +96,3 @@ def test_logged_rows_read_back_identically(backend: str, request: pytest.Fixture
         ]
 
     check()
-
-
-def _fresh_store(backend: str, request: pytest.FixtureRequest) -> str:
-    if backend == "local":
-        tmp = request.getfixturevalue("tmp_path")
-        return str(tmp / uuid.uuid4().hex)
-    from tests.conftest import make_bucket
-
-    endpoint = request.getfixturevalue("s3_env")
-    return f"s3://{make_bucket(endpoint)}/store"

@@ -1,0 +1,58 @@
+"""A writer process for the tests: ``python tests/child_writer.py MODE ...``.
+
+Modes:
+  write URI EXPERIMENT RUN_ID|new KEY ROWS FLUSH_INTERVAL
+      log ROWS points of metric KEY (step i, value i) to a new run or to run RUN_ID; end it.
+  forever URI FLUSH_INTERVAL
+      log points of metric "loss" (step i, value i) until killed; print the run id first.
+  exit URI HOW
+      log a param and a metric, do not end the run, then leave by HOW: "normal", "raise"
+      or "interrupt".
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import lakestore
+
+
+def write(uri: str, experiment: str, run_id: str, key: str, rows: str, interval: str) -> None:
+    run = lakestore.start_run(
+        None if run_id == "new" else run_id,
+        experiment=experiment,
+        store=uri,
+        flush_interval=float(interval),
+    )
+    for step in range(int(rows)):
+        run.log_metric(key, float(step), step=step)
+    run.end()
+    print(run.run_id, flush=True)
+
+
+def forever(uri: str, interval: str) -> None:
+    run = lakestore.start_run(store=uri, flush_interval=float(interval))
+    print(run.run_id, flush=True)
+    step = 0
+    while True:  # a few thousand points a second, like a fast training loop
+        run.log_metric("loss", float(step), step=step)
+        step += 1
+        if step % 10 == 0:
+            time.sleep(0.001)
+
+
+def leave(uri: str, how: str) -> None:
+    run = lakestore.start_run(store=uri)
+    print(run.run_id, flush=True)
+    run.log_param("lr", 0.1)
+    run.log_metric("loss", 0.5, step=7)
+    if how == "raise":
+        raise RuntimeError("training diverged")
+    if how == "interrupt":
+        raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    {"write": write, "forever": forever, "exit": leave}[mode](*args)
