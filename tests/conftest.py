@@ -6,7 +6,6 @@ every test that asks for an S3 store gets a bucket of its own.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -68,11 +67,12 @@ def make_bucket(endpoint: str) -> str:
     """A new empty bucket on the endpoint; returns its name."""
     import s3fs
 
-    for name, value in S3_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
     bucket = f"test-{uuid.uuid4().hex[:16]}"
-    s3fs.S3FileSystem(use_listings_cache=False).mkdir(bucket)
+    s3fs.S3FileSystem(
+        key=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        secret=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        endpoint_url=endpoint,
+    ).mkdir(bucket)
     return bucket
 
 

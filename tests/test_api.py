@@ -348,3 +348,25 @@ def test_bad_flush_options_are_rejected(tmp_path: Path) -> None:
         lakestore.start_run(store=str(tmp_path), flush_interval=0)
     with pytest.raises(InvalidValueError, match="flush_rows must be >= 1, got 0"):
         lakestore.start_run(store=str(tmp_path), flush_rows=0)
+
+
+def test_storage_options_reach_s3_without_environment_variables(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import S3_CREDENTIALS, make_bucket
+
+    bucket = make_bucket(s3_endpoint)
+    for name in [*S3_CREDENTIALS, "AWS_ENDPOINT_URL"]:
+        monkeypatch.delenv(name, raising=False)
+    options = {
+        "key": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "secret": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "endpoint_url": s3_endpoint,
+    }
+    lakestore.set_store(f"s3://{bucket}/explicit", storage_options=options)
+    with lakestore.start_run(experiment="opts") as run:
+        run.log_metric("loss", 0.5, step=3)
+    with lakestore.connect() as store:
+        assert store.sql("SELECT experiment, key, value, step FROM metrics").fetchall() == [
+            ("opts", "loss", 0.5, 3)
+        ]
