@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -519,20 +520,37 @@ def _version(package: str) -> str:
 
 
 def _git_commit() -> str:
+    """The commit of the lakestore checkout, and its files changed since (if any)."""
+    spec = importlib.util.find_spec("lakestore")  # finds the package without importing it
+    if spec is None or spec.origin is None:
+        return "lakestore not found"
+    source = Path(spec.origin).parent
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=HERE,
+            cwd=source,
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=HERE, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return f"{head} (uncommitted changes)" if dirty else head
+    changed = [line[3:] for line in changed if line.strip()]
+    return f"{head} + uncommitted changes to {', '.join(changed)}" if changed else head
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(load, 2) for load in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def machine_info() -> dict[str, Any]:
@@ -554,6 +572,7 @@ def machine_info() -> dict[str, Any]:
         "duckdb": _version("duckdb"),
         "numpy": _version("numpy"),
         "temporary_dir": tempfile.gettempdir(),
+        "load_average_at_start": _load_average(),
     }
 
 
@@ -566,7 +585,8 @@ def machine_markdown(info: dict[str, Any]) -> str:
             f"- Python {info['python']}, lakestore {info['lakestore']} "
             f"(commit {info['lakestore_commit']}), pyarrow {info['pyarrow']}, "
             f"duckdb {info['duckdb']}, numpy {info['numpy']}",
-            f"- temporary stores under {info['temporary_dir']}",
+            f"- temporary stores under {info['temporary_dir']}; load average (1, 5, 15 min) "
+            f"at start {info['load_average_at_start']}, at end {info['load_average_at_end']}",
         ]
     )
 
@@ -614,6 +634,7 @@ def main(argv: list[str]) -> int:
     if "process_one_run" in scenarios:
         bench_process(results, process_repeats)
 
+    info["load_average_at_end"] = _load_average()
     print(f"# lakestore write benchmark ({'quick' if args.quick else 'full'})\n")
     print(machine_markdown(info))
     print(

@@ -123,17 +123,20 @@ class RunWriter:
             if self._closed:
                 self._check_open()
             buffer = self._metrics
+            length = len(buffer.keys)
             try:
                 buffer.values.append(value)
-            except (TypeError, OverflowError):
-                raise _bad_metric(key, value) from None
-            try:
                 buffer.steps.append(step)
-            except (TypeError, OverflowError):
-                del buffer.values[-1]
-                raise _bad_step(key, step) from None
-            buffer.keys.append(code)
-            buffer.times.append(time_ns)
+                buffer.keys.append(code)
+                buffer.times.append(time_ns)
+            except BaseException as error:  # a bad value, or Ctrl-C half-way: undo the row
+                value_failed = len(buffer.values) == length
+                buffer.truncate(length)
+                if isinstance(error, (TypeError, OverflowError)):
+                    raise (
+                        _bad_metric(key, value) if value_failed else _bad_step(key, step)
+                    ) from None
+                raise
             if len(buffer.values) >= self._max_buffered:
                 self._seal_locked()
 
@@ -148,20 +151,23 @@ class RunWriter:
         with self._lock:
             self._check_open()
             buffer = self._metrics
-            length = len(buffer.values)
-            for (key, value), code in zip(metrics.items(), codes, strict=True):
-                try:
+            length = row = len(buffer.values)
+            try:
+                for key, code in zip(metrics, codes, strict=True):
+                    row = len(buffer.values)
+                    value = metrics[key]
                     buffer.values.append(value)
-                except (TypeError, OverflowError):
-                    buffer.truncate(length)
-                    raise _bad_metric(key, value) from None
-                try:
                     buffer.steps.append(step)
-                except (TypeError, OverflowError):
-                    buffer.truncate(length)
-                    raise _bad_step(key, step) from None
-                buffer.keys.append(code)  # type: ignore[arg-type]
-                buffer.times.append(time_ns)
+                    buffer.keys.append(code)  # type: ignore[arg-type]
+                    buffer.times.append(time_ns)
+            except BaseException as error:  # all of the batch or none of it
+                value_failed = len(buffer.values) == row
+                buffer.truncate(length)
+                if isinstance(error, (TypeError, OverflowError)):
+                    raise (
+                        _bad_metric(key, value) if value_failed else _bad_step(key, step)
+                    ) from None
+                raise
             if len(buffer.values) >= self._max_buffered:
                 self._seal_locked()
 

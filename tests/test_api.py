@@ -370,3 +370,34 @@ def test_storage_options_reach_s3_without_environment_variables(
         assert store.sql("SELECT experiment, key, value, step FROM metrics").fetchall() == [
             ("opts", "loss", 0.5, 3)
         ]
+
+
+class _InterruptedWhenRead:
+    """A value or step whose conversion raises KeyboardInterrupt, as Ctrl-C at that moment."""
+
+    def __float__(self) -> float:
+        raise KeyboardInterrupt
+
+    def __index__(self) -> int:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "interrupted",
+    [
+        lambda run: run.log_metric("loss", _InterruptedWhenRead(), step=1),
+        lambda run: run.log_metric("loss", 9.0, step=_InterruptedWhenRead()),
+        lambda run: run.log_metrics({"loss": 9.0, "acc": _InterruptedWhenRead()}, step=1),
+        lambda run: run.log_metrics({"loss": 9.0, "acc": 9.0}, step=_InterruptedWhenRead()),
+    ],
+)
+def test_ctrl_c_in_the_middle_of_a_logging_call_leaves_no_half_row(
+    tmp_path: Path, interrupted
+) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric("loss", 1.0, step=0)
+        with pytest.raises(KeyboardInterrupt):
+            interrupted(run)
+        run.log_metric("loss", 3.0, step=1)
+    assert sorted(_metrics(uri)) == [("loss", 1.0, 0), ("loss", 3.0, 1)]
