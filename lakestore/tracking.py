@@ -410,6 +410,7 @@ def start_run(
         format.check_text(run_name, "run name")
     options = WriterOptions.from_environment(flush_interval, flush_rows)
     storage = _storage(store, storage_options)
+    _register_exit_handler()
 
     params: dict[str, str] = {}
     if run_id is None:
@@ -523,7 +524,6 @@ _previous_excepthook = sys.excepthook
 sys.excepthook = _record_uncaught
 
 
-@atexit.register
 def _end_runs_at_exit() -> None:
     """At interpreter exit, end the runs still open and write their data.
 
@@ -535,3 +535,19 @@ def _end_runs_at_exit() -> None:
         status = "KILLED" if issubclass(_uncaught[-1], KeyboardInterrupt) else "FAILED"
     for run in list(_open_runs):
         run.end(status)
+
+
+_exit_handler_registered = False
+
+
+def _register_exit_handler() -> None:
+    """Arrange for _end_runs_at_exit to run at interpreter exit, once.
+
+    It must run before concurrent.futures stops taking work at shutdown, since s3fs and
+    aiohttp need it to upload. Threading's exit hooks run before that one when registered
+    after it (they run in reverse order), so this is called once the store is open.
+    """
+    global _exit_handler_registered
+    if not _exit_handler_registered:
+        getattr(threading, "_register_atexit", atexit.register)(_end_runs_at_exit)
+        _exit_handler_registered = True

@@ -121,9 +121,9 @@ def test_temporary_files_are_invisible_to_readers(tmp_path: Path) -> None:
     [("normal", "FINISHED", 0), ("raise", "FAILED", 1), ("interrupt", "KILLED", 1)],
 )
 def test_runs_left_open_are_ended_and_flushed_at_exit(
-    tmp_path: Path, how: str, status: str, returncode: int
+    store_uri: str, how: str, status: str, returncode: int
 ) -> None:
-    uri = str(tmp_path)
+    uri = store_uri
     process = _spawn("exit", uri, how)
     out, err = process.communicate(timeout=60)
     assert process.returncode == returncode, err
