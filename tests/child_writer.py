@@ -4,7 +4,8 @@ Modes:
   write URI EXPERIMENT RUN_ID|new KEY ROWS FLUSH_INTERVAL
       log ROWS points of metric KEY (step i, value i) to a new run or to run RUN_ID; end it.
   forever URI FLUSH_INTERVAL
-      log points of metric "loss" (step i, value i) until killed; print the run id first.
+      log points of metric "loss" (step i, value i) until killed; print the run id first,
+      then the number of points logged after each explicit flush.
   exit URI HOW
       log a param and a metric, do not end the run, then leave by HOW: "normal", "raise"
       or "interrupt".
@@ -40,6 +41,9 @@ def forever(uri: str, interval: str) -> None:
         step += 1
         if step % 10 == 0:
             time.sleep(0.001)
+        if step % 1000 == 0:  # besides the background flushes: one we know has finished
+            run.flush()
+            print(step, flush=True)
 
 
 def leave(uri: str, how: str) -> None:
