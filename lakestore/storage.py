@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import uuid
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lakestore.errors import StoreError
 
@@ -51,11 +53,15 @@ class Storage(ABC):
         return f"{self.url}/{relative}"
 
     @abstractmethod
-    def put(self, relative: str, data: bytes | memoryview) -> None:
-        """Write ``data`` as ``relative`` so that readers see all of it or nothing."""
+    def put_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> None:
+        """Create ``relative`` with ``write(destination)``; readers see all of it or nothing.
+
+        ``destination`` is a local path or a binary file object: what ``pyarrow.parquet``
+        and most writers accept. A file that already exists is replaced.
+        """
 
     @abstractmethod
-    def put_if_absent(self, relative: str, data: bytes | memoryview) -> bool:
+    def put_if_absent(self, relative: str, data: bytes) -> bool:
         """Write ``data`` as ``relative`` unless it exists; True if this call wrote it."""
 
     @abstractmethod
@@ -76,29 +82,33 @@ class LocalStorage(Storage):
         if os.path.exists(self.url) and not os.path.isdir(self.url):
             raise StoreError(f"store path {self.url!r} is a file, not a folder")
 
-    def _write_temporary(self, target: str, data: bytes | memoryview) -> str:
+    def put_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> None:
+        target = self.path(relative)
         folder, name = os.path.split(target)
         os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
-        with open(temporary, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        return temporary
-
-    def put(self, relative: str, data: bytes | memoryview) -> None:
-        target = self.path(relative)
-        temporary = self._write_temporary(target, data)
         try:
+            write(temporary)
+            descriptor = os.open(temporary, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
             os.replace(temporary, target)
         except BaseException:
             _remove_quietly(temporary)
             raise
 
-    def put_if_absent(self, relative: str, data: bytes | memoryview) -> bool:
+    def put_if_absent(self, relative: str, data: bytes) -> bool:
         target = self.path(relative)
-        temporary = self._write_temporary(target, data)
+        folder, name = os.path.split(target)
+        os.makedirs(folder, exist_ok=True)
+        temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
         try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
             os.link(temporary, target)  # fails if the target exists: exclusive and whole
         except FileExistsError:
             return False
@@ -140,14 +150,18 @@ class FsspecStorage(Storage):
     def _full(self, relative: str) -> str:
         return f"{self._root}/{relative}"
 
-    def put(self, relative: str, data: bytes | memoryview) -> None:
+    def put_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> None:
         assert self.fs is not None
-        self.fs.pipe_file(self._full(relative), bytes(data))
+        # Whole in memory, then one upload: a file object opened on the store would make a
+        # partial file visible if writing failed half-way.
+        buffer = io.BytesIO()
+        write(buffer)
+        self.fs.pipe_file(self._full(relative), buffer.getvalue())
 
-    def put_if_absent(self, relative: str, data: bytes | memoryview) -> bool:
+    def put_if_absent(self, relative: str, data: bytes) -> bool:
         assert self.fs is not None
         try:
-            self.fs.pipe_file(self._full(relative), bytes(data), mode="create")
+            self.fs.pipe_file(self._full(relative), data, mode="create")
         except FileExistsError:
             return False
         return True

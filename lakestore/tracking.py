@@ -195,9 +195,7 @@ class Run:
         if value_array.null_count:
             raise InvalidValueError(f"metric {key!r} values contain nulls; use NaN instead")
         if steps is None:
-            step_array = pc.subtract(
-                pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count)), 1
-            )
+            step_array = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count), start=-1)
         else:
             step_array = _to_arrow(steps, pa.int64(), f"metric {key!r} steps")
         timestamp_type = format.arrow_schema("metrics").field("timestamp").type

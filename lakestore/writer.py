@@ -17,7 +17,8 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lakestore import format
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
@@ -102,9 +103,9 @@ class RunWriter:
         self._metrics = _MetricBuffer()
         self._max_buffered = options.flush_rows
         self._sealed: list[_MetricBuffer | pa.Table] = []
-        self._sealed_rows = 0
+        self._pending_rows = 0  # metric rows sealed or named but not yet written
         self._rows: dict[str, list[tuple[Any, ...]]] = {"runs": [], "params": [], "tags": []}
-        self._unwritten: list[tuple[str, pa.Table]] = []
+        self._unwritten: list[tuple[str, str, pa.Table]] = []  # (table name, path, rows)
         self._closed = False
         self._wake = threading.Event()
         self._thread = threading.Thread(
@@ -176,7 +177,7 @@ class RunWriter:
         with self._lock:
             self._check_open()
             self._sealed.append(table)
-            self._sealed_rows += table.num_rows
+            self._pending_rows += table.num_rows
             self._wake.set()
             self._wait_for_room_locked()
 
@@ -206,7 +207,7 @@ class RunWriter:
         """Hand the current metric buffer to the flusher (lock held)."""
         if self._metrics.values:
             self._sealed.append(self._metrics)
-            self._sealed_rows += len(self._metrics.values)
+            self._pending_rows += len(self._metrics.values)
             self._metrics = _MetricBuffer()
             self._wake.set()
             self._wait_for_room_locked()
@@ -214,7 +215,7 @@ class RunWriter:
     def _wait_for_room_locked(self) -> None:
         """Bounded back-pressure: block while too many rows wait to be written."""
         limit = BACKPRESSURE_FACTOR * self.options.flush_rows
-        while self._sealed_rows > limit and not self._closed and self._thread.is_alive():
+        while self._pending_rows > limit and not self._closed and self._thread.is_alive():
             self._room.wait(timeout=1.0)
 
     # -- flushing (background thread, close, explicit flush) -------------------------------
@@ -228,15 +229,13 @@ class RunWriter:
             with self._lock:
                 if self._metrics.values:
                     self._sealed.append(self._metrics)
+                    self._pending_rows += len(self._metrics.values)
                     self._metrics = _MetricBuffer()
                 sealed, self._sealed = self._sealed, []
                 rows = {table: taken for table, taken in self._rows.items() if taken}
                 self._rows = {"runs": [], "params": [], "tags": []}
                 key_names = list(self._key_names)
             self._unwritten.extend(self._name_files(sealed, rows, key_names))
-            with self._lock:
-                self._sealed_rows -= sum(_row_count(item) for item in sealed)
-                self._room.notify_all()
             self._write_unwritten()
 
     def _name_files(
@@ -244,7 +243,7 @@ class RunWriter:
         sealed: list[_MetricBuffer | pa.Table],
         rows: dict[str, list[tuple[Any, ...]]],
         key_names: list[str],
-    ) -> list[tuple[str, pa.Table]]:
+    ) -> list[tuple[str, str, pa.Table]]:
         import pyarrow as pa
 
         files = []
@@ -265,21 +264,26 @@ class RunWriter:
             name = format.data_file_name(self.writer_id, self._sequence)
             self._sequence += 1
             path = f"{format.partition_dir(table_name, self.experiment, self.run_id)}/{name}"
-            named.append((path, table))
+            named.append((table_name, path, table))
         return named
 
     def _write_unwritten(self) -> None:
         failures = []
         remaining = []
-        for path, table in self._unwritten:
+        for table_name, path, table in self._unwritten:
             if failures:  # keep the order: a run's end is never written before its data
-                remaining.append((path, table))
+                remaining.append((table_name, path, table))
                 continue
             try:
-                self.storage.put(path, _parquet_buffer(table))
+                self.storage.put_file(path, partial(_write_parquet, table))
             except Exception as error:  # any backend error: keep the file and retry later
                 failures.append(f"{path}: {error}")
-                remaining.append((path, table))
+                remaining.append((table_name, path, table))
+                continue
+            if table_name == "metrics":
+                with self._lock:
+                    self._pending_rows -= table.num_rows
+                    self._room.notify_all()
         self._unwritten = remaining
         if failures:
             raise FlushError(
@@ -331,10 +335,6 @@ def _bad_step(key: str, step: object) -> InvalidValueError:
     return InvalidValueError(f"metric {key!r}: step {step!r} is not an integer in the int64 range")
 
 
-def _row_count(item: _MetricBuffer | pa.Table) -> int:
-    return len(item.values) if isinstance(item, _MetricBuffer) else item.num_rows
-
-
 def _typed(arrow_type: pa.DataType, buffer: array.array[Any]) -> pa.Array:
     import pyarrow as pa
 
@@ -374,10 +374,7 @@ def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
     )
 
 
-def _parquet_buffer(table: pa.Table) -> memoryview:
-    import pyarrow as pa
+def _write_parquet(table: pa.Table, destination: str | BinaryIO) -> None:
     import pyarrow.parquet as pq
 
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", store_schema=False)
-    return memoryview(sink.getvalue())
+    pq.write_table(table, destination, compression="zstd", store_schema=False)

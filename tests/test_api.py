@@ -401,3 +401,13 @@ def test_ctrl_c_in_the_middle_of_a_logging_call_leaves_no_half_row(
             interrupted(run)
         run.log_metric("loss", 3.0, step=1)
     assert sorted(_metrics(uri)) == [("loss", 1.0, 0), ("loss", 3.0, 1)]
+
+
+def test_backpressure_accounting_returns_to_zero_after_each_flush(tmp_path: Path) -> None:
+    with lakestore.start_run(store=str(tmp_path), flush_interval=3600, flush_rows=100) as run:
+        for round_ in range(3):
+            for step in range(250):
+                run.log_metric("loss", 1.0, step=step)
+            run.log_metric_series("series", [1.0] * 50)
+            run.flush()
+            assert run._writer._pending_rows == 0, f"round {round_}"
