@@ -16,6 +16,7 @@ import array
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -33,6 +34,9 @@ DEFAULT_FLUSH_INTERVAL = 5.0
 
 DEFAULT_FLUSH_ROWS = 1_000_000
 """Buffered metric rows that start a flush before the interval is up."""
+
+MAX_FILE_ROWS = 4 * 1024 * 1024
+"""Metric rows per file at most: a larger flush is split into files written in parallel."""
 
 BACKPRESSURE_FACTOR = 8
 """Logging blocks while this many times ``flush_rows`` rows wait to be written."""
@@ -256,7 +260,9 @@ class RunWriter:
                 item if isinstance(item, pa.Table) else _buffer_to_table(item, key_names)
                 for item in sealed
             ]
-            files.append(("metrics", pa.concat_tables(tables)))
+            metrics = pa.concat_tables(tables)
+            for start in range(0, metrics.num_rows, MAX_FILE_ROWS):
+                files.append(("metrics", metrics.slice(start, MAX_FILE_ROWS)))
         if "runs" in rows:
             files.append(("runs", _rows_to_table("runs", rows["runs"])))
         named = []
@@ -268,22 +274,25 @@ class RunWriter:
         return named
 
     def _write_unwritten(self) -> None:
-        failures = []
-        remaining = []
-        for table_name, path, table in self._unwritten:
-            if failures:  # keep the order: a run's end is never written before its data
-                remaining.append((table_name, path, table))
-                continue
-            try:
-                self.storage.put_file(path, partial(_write_parquet, table))
-            except Exception as error:  # any backend error: keep the file and retry later
-                failures.append(f"{path}: {error}")
-                remaining.append((table_name, path, table))
-                continue
-            if table_name == "metrics":
-                with self._lock:
-                    self._pending_rows -= table.num_rows
-                    self._room.notify_all()
+        """Write the named files: data files in parallel, then run events, in order."""
+        data = [item for item in self._unwritten if item[0] != "runs"]
+        events = [item for item in self._unwritten if item[0] == "runs"]
+        if len(data) > 1:
+            workers = min(len(data), os.cpu_count() or 1)
+            with ThreadPoolExecutor(workers, thread_name_prefix="lakestore-write") as pool:
+                errors = list(pool.map(self._write_file, data))
+        else:
+            errors = [self._write_file(item) for item in data]
+        failures = [error for error in errors if error is not None]
+        remaining = [item for item, error in zip(data, errors, strict=True) if error is not None]
+        for position, item in enumerate(events):
+            if not failures:  # a run's end is never visible before the data logged before it
+                error = self._write_file(item)
+                if error is None:
+                    continue
+                failures.append(error)
+            remaining.extend(events[position:])
+            break
         self._unwritten = remaining
         if failures:
             raise FlushError(
@@ -291,6 +300,19 @@ class RunWriter:
                 f"{self.storage.url}; they stay buffered and are retried. First error: "
                 f"{failures[0]}"
             )
+
+    def _write_file(self, item: tuple[str, str, pa.Table]) -> str | None:
+        """Write one named file; the error, as text, if it failed."""
+        table_name, path, table = item
+        try:
+            self.storage.put_file(path, partial(_write_parquet, table))
+        except Exception as error:  # any backend error: the file stays queued for a retry
+            return f"{path}: {error}"
+        if table_name == "metrics":
+            with self._lock:
+                self._pending_rows -= table.num_rows
+                self._room.notify_all()
+        return None
 
     def _flush_in_background(self) -> None:
         while not self._closed:
