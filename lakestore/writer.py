@@ -16,10 +16,8 @@ import array
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from lakestore import format
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
@@ -42,8 +40,7 @@ BACKPRESSURE_FACTOR = 8
 """Logging blocks while this many times ``flush_rows`` rows wait to be written."""
 
 
-@dataclass(frozen=True)
-class WriterOptions:
+class WriterOptions(NamedTuple):
     """How often a writer flushes and how much it may hold in memory."""
 
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
@@ -278,6 +275,8 @@ class RunWriter:
         data = [item for item in self._unwritten if item[0] != "runs"]
         events = [item for item in self._unwritten if item[0] == "runs"]
         if len(data) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
             workers = min(len(data), os.cpu_count() or 1)
             with ThreadPoolExecutor(workers, thread_name_prefix="lakestore-write") as pool:
                 errors = list(pool.map(self._write_file, data))
