@@ -10,6 +10,8 @@ import atexit
 import contextvars
 import datetime as dt
 import getpass
+import logging
+import math
 import os
 import socket
 import sys
@@ -31,6 +33,8 @@ from lakestore.writer import RunWriter, WriterOptions, metric_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+logger = logging.getLogger("lakestore")
 
 DEFAULT_EXPERIMENT = "default"
 """The experiment of runs started with no experiment named (``$LAKESTORE_EXPERIMENT``)."""
@@ -91,19 +95,31 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _timestamp_ns(timestamp: int | float | dt.datetime | None) -> int:
-    """Nanoseconds since the epoch from MLflow-style milliseconds or a datetime."""
+    """Nanoseconds since the epoch from MLflow-style milliseconds or an aware datetime."""
     if timestamp is None:
         return time.time_ns()
     if isinstance(timestamp, dt.datetime):
         if timestamp.tzinfo is None:
-            timestamp = timestamp.astimezone()
-        return int(timestamp.timestamp() * 1_000_000) * 1000
-    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
-        return int(timestamp * 1_000_000)
-    raise InvalidValueError(
-        f"timestamp {timestamp!r} is not milliseconds since the epoch or a datetime"
-    )
+            raise InvalidValueError(
+                f"timestamp {timestamp!r} has no time zone; pass an aware datetime such as "
+                "datetime.now(timezone.utc), or milliseconds since the epoch"
+            )
+        nanoseconds = int(timestamp.timestamp() * 1_000_000) * 1000
+    elif isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        if not math.isfinite(timestamp):
+            raise InvalidValueError(f"timestamp {timestamp!r} is not a finite number")
+        nanoseconds = int(timestamp * 1_000_000)
+    else:
+        raise InvalidValueError(
+            f"timestamp {timestamp!r} is not milliseconds since the epoch or a datetime"
+        )
+    if not -_INT64_MAX <= nanoseconds <= _INT64_MAX:
+        raise InvalidValueError(f"timestamp {timestamp!r} is outside years 1678 to 2262")
+    return nanoseconds
 
 
 class Run:
@@ -125,6 +141,7 @@ class Run:
         self.run_name = run_name
         self.parent_run_id = parent_run_id
         self._params = params
+        self._params_lock = threading.Lock()
         self._status: str = "RUNNING"
         self._writer = RunWriter(storage, experiment, run_id, options)
 
@@ -221,24 +238,25 @@ class Run:
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log several params; if one is bad or conflicts, none is logged."""
-        rows = []
         now = _now_us()
-        seen = dict(self._params)
+        prepared = {}
         for key, value in params.items():
             format.check_key(key, "param")
-            text, number = format.param_text_and_float(key, value)
-            logged = seen.get(key)
-            if logged is None:
-                seen[key] = text
-                rows.append((key, text, number, now))
-            elif logged != text:
-                raise ParamConflictError(
-                    f"param {key!r} was logged as {logged!r}; it cannot change to {text!r} "
-                    "in the same run (log it under another key, or use a tag or a metric)"
-                )
-        for row in rows:
-            self._writer.append_row("params", row)
-        self._params = seen
+            prepared[key] = format.param_text_and_float(key, value)
+        with self._params_lock:
+            rows = []
+            for key, (text, number) in prepared.items():
+                logged = self._params.get(key)
+                if logged is None:
+                    rows.append((key, text, number, now))
+                elif logged != text:
+                    raise ParamConflictError(
+                        f"param {key!r} was logged as {logged!r}; it cannot change to "
+                        f"{text!r} in the same run (log it under another key, or use a tag "
+                        "or a metric)"
+                    )
+            self._writer.append_rows("params", rows)
+            self._params.update((row[0], row[1]) for row in rows)
 
     def set_tag(self, key: str, value: Any) -> None:
         """Set a tag; setting it again replaces the value readers see."""
@@ -246,17 +264,11 @@ class Run:
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Set several tags; if one is bad, none is set."""
-        now = _now_us()
-        rows = [
-            (format.check_key(key, "tag"), format.check_text(str(value), f"tag {key!r} value"), now)
-            for key, value in tags.items()
-        ]
-        for row in rows:
-            self._writer.append_row("tags", row)
+        self._writer.append_rows("tags", _tag_rows(tags))
 
     def delete_tag(self, key: str) -> None:
         """Remove a tag: readers no longer see it (a null value is recorded)."""
-        self._writer.append_row("tags", (format.check_key(key, "tag"), None, _now_us()))
+        self._writer.append_rows("tags", [(format.check_key(key, "tag"), None, _now_us())])
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -267,20 +279,23 @@ class Run:
     def end(self, status: str = "FINISHED") -> None:
         """End the run with ``status`` (FINISHED, FAILED or KILLED) and write all its data.
 
-        Ending a run that has ended does nothing.
+        If the final write fails (after retries), FlushError is raised and the data stays
+        buffered: calling end() again, or interpreter exit, tries once more. Ending a run
+        that has ended and written everything does nothing.
         """
         if status not in format.RUN_STATUSES or status == "RUNNING":
             raise InvalidValueError(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
-        if self._writer.closed:
-            return
-        now = _now_us()
-        self._writer.append_row("runs", _event(status, self, end_time=now, event_time=now))
-        self._status = status
+        if not self._writer.closed:
+            now = _now_us()
+            self._writer.append_rows("runs", [_event(status, self, end_time=now, event_time=now)])
+            self._status = status
+            stack = _active_runs.get()
+            if self in stack:
+                _active_runs.set(tuple(run for run in stack if run is not self))
+            self._writer.close()
+        elif self._writer.pending_files:
+            self._writer.flush()
         _open_runs.discard(self)
-        stack = _active_runs.get()
-        if self in stack:
-            _active_runs.set(tuple(run for run in stack if run is not self))
-        self._writer.close()
 
     def __enter__(self) -> Run:
         return self
@@ -291,12 +306,21 @@ class Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc_type is None:
+        if exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None)):  # type: ignore[union-attr]
             self.end("FINISHED")
         elif issubclass(exc_type, KeyboardInterrupt):
             self.end("KILLED")
         else:
             self.end("FAILED")
+
+
+def _tag_rows(tags: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """Rows of the tags table; raises before returning any if one tag is bad."""
+    now = _now_us()
+    return [
+        (format.check_key(key, "tag"), format.check_text(str(value), f"tag {key!r} value"), now)
+        for key, value in tags.items()
+    ]
 
 
 def _event(status: str, run: Run, *, event_time: int, **times: int | None) -> tuple[Any, ...]:
@@ -315,9 +339,10 @@ def _event(status: str, run: Run, *, event_time: int, **times: int | None) -> tu
 
 def _user() -> str | None:
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid, as in some containers
         return None
+    return os.fsencode(name).decode("utf-8", "replace")  # undecodable bytes in $LOGNAME
 
 
 def _repeated(arrow_type: pa.DataType, value: int, count: int) -> pa.Array:
@@ -405,7 +430,7 @@ def start_run(
     store every ``flush_interval`` seconds (default 5), when ``flush_rows`` metric rows are
     buffered, and when the run ends.
     """
-    stack = _active_runs.get()
+    stack = tuple(run for run in _active_runs.get() if run.status == "RUNNING")
     if stack and not nested:
         raise RunAlreadyActiveError(
             f"run {stack[-1].run_id} is active; end it first, or pass nested=True "
@@ -438,9 +463,9 @@ def start_run(
             )
         experiment = found
         logged = _read_run_table(storage, "params", experiment, run_id)
-        params = dict(
-            zip(logged.column("key").to_pylist(), logged.column("value").to_pylist(), strict=True)
-        )
+        keys, values = logged.column("key").to_pylist(), logged.column("value").to_pylist()
+        for key, value in zip(keys, values, strict=True):
+            params.setdefault(key, value)  # the earliest value is the param's value
         events = _read_run_table(storage, "runs", experiment, run_id)
         if run_name is None:
             names = [n for n in events.column("run_name").to_pylist() if n is not None]
@@ -449,11 +474,11 @@ def start_run(
             parents = [p for p in events.column("parent_run_id").to_pylist() if p is not None]
             parent_run_id = parents[0] if parents else None
 
+    tag_rows = _tag_rows(tags or {})
     run = Run(storage, experiment, run_id, run_name, parent_run_id, params, options)
     now = _now_us()
-    run._writer.append_row("runs", _event("RUNNING", run, event_time=now, start_time=now))
-    if tags:
-        run.set_tags(tags)
+    run._writer.append_rows("runs", [_event("RUNNING", run, event_time=now, start_time=now)])
+    run._writer.append_rows("tags", tag_rows)
     run.flush()  # the run is visible (and resumable by id) as soon as it starts
     _open_runs.add(run)
     _active_runs.set((*stack, run))
@@ -461,16 +486,22 @@ def start_run(
 
 
 def active_run() -> Run | None:
-    """The innermost active run, or None."""
-    stack = _active_runs.get()
-    return stack[-1] if stack else None
+    """The innermost active run of this thread (or asyncio task), or None.
+
+    Like MLflow's, the active run is per thread: a thread started by the training script
+    logs through the Run object, not through the module-level functions.
+    """
+    for run in reversed(_active_runs.get()):
+        if run.status == "RUNNING":  # a run ended from another thread is no longer active
+            return run
+    return None
 
 
 def _require_active_run() -> Run:
-    stack = _active_runs.get()
-    if not stack:
+    run = active_run()
+    if run is None:
         raise NoActiveRunError("no active run: call lakestore.start_run() first")
-    return stack[-1]
+    return run
 
 
 def end_run(status: str = "FINISHED") -> None:
@@ -537,13 +568,37 @@ def _end_runs_at_exit() -> None:
     """At interpreter exit, end the runs still open and write their data.
 
     A script that ends normally ends its runs FINISHED (as in MLflow); one stopped by an
-    uncaught exception ends them FAILED, or KILLED for Ctrl-C.
+    uncaught exception ends them FAILED, or KILLED for Ctrl-C. Threads of the script that
+    are still running may still log: then the runs are ended after they finish.
     """
+    if _script_threads_running():
+        atexit.register(_end_open_runs)
+    else:
+        _end_open_runs()
+
+
+def _end_open_runs() -> None:
     status = "FINISHED"
     if _uncaught:
         status = "KILLED" if issubclass(_uncaught[-1], KeyboardInterrupt) else "FAILED"
     for run in list(_open_runs):
-        run.end(status)
+        try:
+            run.end(status)
+        except Exception as error:  # one run's store being down must not stop the others
+            logger.error("lakestore could not end run %s at exit: %s", run.run_id, error)
+
+
+def _script_threads_running() -> bool:
+    """True if a non-daemon thread other than this one and thread-pool workers is alive."""
+    pool = sys.modules.get("concurrent.futures.thread")
+    # Pool workers only stop after this hook returns: waiting for them would never end.
+    pool_workers = set(getattr(pool, "_threads_queues", {}))
+    current = threading.current_thread()
+    return any(
+        thread.is_alive() and not thread.daemon and thread is not current
+        for thread in threading.enumerate()
+        if thread not in pool_workers
+    )
 
 
 _exit_handler_registered = False
@@ -560,3 +615,14 @@ def _register_exit_handler() -> None:
     if not _exit_handler_registered:
         getattr(threading, "_register_atexit", atexit.register)(_end_runs_at_exit)
         _exit_handler_registered = True
+
+
+def _forget_runs_after_fork() -> None:
+    """In a forked child, the parent's runs belong to the parent: never end or write them."""
+    for run in _open_runs:
+        run._writer.abandon_after_fork()
+    _open_runs.clear()
+    _active_runs.set(())
+
+
+os.register_at_fork(after_in_child=_forget_runs_after_fork)

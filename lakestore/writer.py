@@ -13,9 +13,12 @@ retries never duplicate data.
 from __future__ import annotations
 
 import array
+import logging
+import math
 import os
 import threading
-import warnings
+import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from lakestore.storage import Storage
+
+logger = logging.getLogger("lakestore")
 
 DEFAULT_FLUSH_INTERVAL = 5.0
 """Seconds between background flushes; ``$LAKESTORE_FLUSH_INTERVAL`` overrides it."""
@@ -38,6 +43,9 @@ MAX_FILE_ROWS = 4 * 1024 * 1024
 
 BACKPRESSURE_FACTOR = 8
 """Logging blocks while this many times ``flush_rows`` rows wait to be written."""
+
+CLOSE_RETRY_DELAYS = (0.5, 2.0)
+"""Seconds to wait before each extra attempt of the final flush when a run ends."""
 
 
 class WriterOptions(NamedTuple):
@@ -52,16 +60,41 @@ class WriterOptions(NamedTuple):
     ) -> WriterOptions:
         """Options from the arguments, else $LAKESTORE_FLUSH_INTERVAL / _ROWS, else defaults."""
         if flush_interval is None:
-            flush_interval = float(
-                os.environ.get("LAKESTORE_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL)
+            flush_interval = _from_environment(
+                "LAKESTORE_FLUSH_INTERVAL", float, DEFAULT_FLUSH_INTERVAL
             )
         if flush_rows is None:
-            flush_rows = int(os.environ.get("LAKESTORE_FLUSH_ROWS", DEFAULT_FLUSH_ROWS))
-        if not flush_interval > 0:
-            raise InvalidValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+            flush_rows = _from_environment("LAKESTORE_FLUSH_ROWS", int, DEFAULT_FLUSH_ROWS)
+        if not (flush_interval > 0 and math.isfinite(flush_interval)):
+            raise InvalidValueError(
+                f"flush_interval must be a finite number of seconds > 0, got {flush_interval!r}"
+            )
         if flush_rows < 1:
             raise InvalidValueError(f"flush_rows must be >= 1, got {flush_rows!r}")
         return cls(flush_interval=flush_interval, flush_rows=flush_rows)
+
+
+def _from_environment(name: str, parse: type[Any], default: Any) -> Any:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return parse(text)
+    except ValueError:
+        raise InvalidValueError(
+            f"${name} is {text!r}, which is not a number; unset it or give a number"
+        ) from None
+
+
+class _NamedFile:
+    """A file given its final name, waiting to be written (compared by identity)."""
+
+    __slots__ = ("path", "table", "table_name")
+
+    def __init__(self, table_name: str, path: str, table: pa.Table) -> None:
+        self.table_name = table_name
+        self.path = path
+        self.table = table
 
 
 class _MetricBuffer:
@@ -106,8 +139,9 @@ class RunWriter:
         self._sealed: list[_MetricBuffer | pa.Table] = []
         self._pending_rows = 0  # metric rows sealed or named but not yet written
         self._rows: dict[str, list[tuple[Any, ...]]] = {"runs": [], "params": [], "tags": []}
-        self._unwritten: list[tuple[str, str, pa.Table]] = []  # (table name, path, rows)
+        self._unwritten: list[_NamedFile] = []
         self._closed = False
+        self._pid = os.getpid()
         self._wake = threading.Event()
         self._thread = threading.Thread(
             target=self._flush_in_background, name=f"lakestore-flush-{run_id[:8]}", daemon=True
@@ -118,7 +152,10 @@ class RunWriter:
 
     def append_metric(self, key: str, value: float, step: int, time_ns: int) -> None:
         """Buffer one metric row; raises InvalidValueError and buffers nothing if bad."""
-        code = self._key_codes.get(key)
+        try:
+            code = self._key_codes.get(key)
+        except TypeError:  # an unhashable key
+            code = None
         if code is None:
             code = self._add_key(key)
         with self._lock:
@@ -134,7 +171,7 @@ class RunWriter:
             except BaseException as error:  # a bad value, or Ctrl-C half-way: undo the row
                 value_failed = len(buffer.values) == length
                 buffer.truncate(length)
-                if isinstance(error, (TypeError, OverflowError)):
+                if isinstance(error, (TypeError, ValueError, OverflowError)):
                     raise (
                         _bad_metric(key, value) if value_failed else _bad_step(key, step)
                     ) from None
@@ -144,7 +181,10 @@ class RunWriter:
 
     def append_metrics(self, metrics: dict[str, float], step: int, time_ns: int) -> None:
         """Buffer several metrics at one step: all of them, or none if one is bad."""
-        codes = [self._key_codes.get(key) for key in metrics]
+        try:
+            codes = [self._key_codes.get(key) for key in metrics]
+        except TypeError:  # an unhashable key
+            codes = [None] * len(metrics)
         if None in codes:
             codes = [
                 self._add_key(key) if c is None else c
@@ -165,7 +205,7 @@ class RunWriter:
             except BaseException as error:  # all of the batch or none of it
                 value_failed = len(buffer.values) == row
                 buffer.truncate(length)
-                if isinstance(error, (TypeError, OverflowError)):
+                if isinstance(error, (TypeError, ValueError, OverflowError)):
                     raise (
                         _bad_metric(key, value) if value_failed else _bad_step(key, step)
                     ) from None
@@ -182,11 +222,11 @@ class RunWriter:
             self._wake.set()
             self._wait_for_room_locked()
 
-    def append_row(self, table: str, row: tuple[Any, ...]) -> None:
-        """Buffer one row of the runs, params or tags table, in schema order."""
+    def append_rows(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Buffer rows of the runs, params or tags table, each in schema order."""
         with self._lock:
             self._check_open()
-            self._rows[table].append(row)
+            self._rows[table].extend(rows)
 
     def _add_key(self, key: str) -> int:
         format.check_key(key, "metric")
@@ -200,6 +240,11 @@ class RunWriter:
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._pid != os.getpid():
+                raise RunEndedError(
+                    f"run {self.run_id} belongs to process {self._pid}; a forked process "
+                    f"logs to it with its own lakestore.start_run(run_id={self.run_id!r})"
+                )
             raise RunEndedError(
                 f"run {self.run_id} has ended; start_run(run_id={self.run_id!r}) resumes it"
             )
@@ -233,10 +278,17 @@ class RunWriter:
                     self._pending_rows += len(self._metrics.values)
                     self._metrics = _MetricBuffer()
                 sealed, self._sealed = self._sealed, []
-                rows = {table: taken for table, taken in self._rows.items() if taken}
-                self._rows = {"runs": [], "params": [], "tags": []}
+                rows, self._rows = self._rows, {"runs": [], "params": [], "tags": []}
                 key_names = list(self._key_names)
-            self._unwritten.extend(self._name_files(sealed, rows, key_names))
+            try:
+                named = self._name_files(sealed, rows, key_names)
+            except BaseException:  # e.g. out of memory: give the rows back for the next flush
+                with self._lock:
+                    self._sealed[:0] = sealed
+                    for table, taken in rows.items():
+                        self._rows[table][:0] = taken
+                raise
+            self._unwritten.extend(named)
             self._write_unwritten()
 
     def _name_files(
@@ -244,13 +296,13 @@ class RunWriter:
         sealed: list[_MetricBuffer | pa.Table],
         rows: dict[str, list[tuple[Any, ...]]],
         key_names: list[str],
-    ) -> list[tuple[str, str, pa.Table]]:
+    ) -> list[_NamedFile]:
         import pyarrow as pa
 
         files = []
         # Run events go last, so that a reader who sees a run's end sees its data too.
         for table_name in ("params", "tags"):
-            if table_name in rows:
+            if rows[table_name]:
                 files.append((table_name, _rows_to_table(table_name, rows[table_name])))
         if sealed:
             tables = [
@@ -260,56 +312,60 @@ class RunWriter:
             metrics = pa.concat_tables(tables)
             for start in range(0, metrics.num_rows, MAX_FILE_ROWS):
                 files.append(("metrics", metrics.slice(start, MAX_FILE_ROWS)))
-        if "runs" in rows:
+        if rows["runs"]:
             files.append(("runs", _rows_to_table("runs", rows["runs"])))
         named = []
         for table_name, table in files:
             name = format.data_file_name(self.writer_id, self._sequence)
             self._sequence += 1
             path = f"{format.partition_dir(table_name, self.experiment, self.run_id)}/{name}"
-            named.append((table_name, path, table))
+            named.append(_NamedFile(table_name, path, table))
         return named
 
     def _write_unwritten(self) -> None:
-        """Write the named files: data files in parallel, then run events, in order."""
-        data = [item for item in self._unwritten if item[0] != "runs"]
-        events = [item for item in self._unwritten if item[0] == "runs"]
-        if len(data) > 1:
-            from concurrent.futures import ThreadPoolExecutor
+        """Write the named files: data files in parallel, then run events, in order.
 
-            workers = min(len(data), os.cpu_count() or 1)
-            with ThreadPoolExecutor(workers, thread_name_prefix="lakestore-write") as pool:
-                errors = list(pool.map(self._write_file, data))
-        else:
-            errors = [self._write_file(item) for item in data]
+        A file leaves the queue as soon as it is written, so an interrupted flush never
+        writes it twice.
+        """
+        data = [item for item in self._unwritten if item.table_name != "runs"]
+        events = [item for item in self._unwritten if item.table_name == "runs"]
+        errors: list[str | None] = []
+        if len(data) > 1:
+            try:
+                workers = min(len(data), os.cpu_count() or 1)
+                with ThreadPoolExecutor(workers, thread_name_prefix="lakestore-write") as pool:
+                    errors = list(pool.map(self._write_file, data))
+            except RuntimeError:  # at interpreter exit no thread can start: one at a time
+                errors = []
+        if not errors:
+            errors = [self._write_file(item) for item in data if item in self._unwritten]
         failures = [error for error in errors if error is not None]
-        remaining = [item for item, error in zip(data, errors, strict=True) if error is not None]
-        for position, item in enumerate(events):
-            if not failures:  # a run's end is never visible before the data logged before it
-                error = self._write_file(item)
-                if error is None:
-                    continue
+        for item in events:
+            if failures:  # a run's end is never visible before the data logged before it
+                break
+            error = self._write_file(item)
+            if error is not None:
                 failures.append(error)
-            remaining.extend(events[position:])
-            break
-        self._unwritten = remaining
         if failures:
             raise FlushError(
-                f"could not write {len(remaining)} file(s) of run {self.run_id} to "
+                f"could not write {len(self._unwritten)} file(s) of run {self.run_id} to "
                 f"{self.storage.url}; they stay buffered and are retried. First error: "
                 f"{failures[0]}"
             )
 
-    def _write_file(self, item: tuple[str, str, pa.Table]) -> str | None:
+    def _write_file(self, item: _NamedFile) -> str | None:
         """Write one named file; the error, as text, if it failed."""
-        table_name, path, table = item
         try:
-            self.storage.put_file(path, partial(_write_parquet, table))
+            self.storage.put_file(item.path, partial(_write_parquet, item.table))
         except Exception as error:  # any backend error: the file stays queued for a retry
-            return f"{path}: {error}"
-        if table_name == "metrics":
-            with self._lock:
-                self._pending_rows -= table.num_rows
+            return f"{item.path}: {error}"
+        with self._lock:
+            if item not in self._unwritten:  # written twice after an interrupted flush
+                return None
+            self._unwritten.remove(item)
+            if item.table_name == "metrics":
+                self._pending_rows -= item.table.num_rows
                 self._room.notify_all()
         return None
 
@@ -322,17 +378,43 @@ class RunWriter:
             try:
                 self.flush()
             except Exception as error:  # reported, never raised into the training thread
-                warnings.warn(str(error), RuntimeWarning, stacklevel=1)
+                logger.warning("lakestore background flush failed: %s", error)
 
     def close(self) -> None:
-        """Stop the background thread and write everything; raises FlushError on failure."""
+        """Stop the background thread and write everything.
+
+        The final flush is tried again after each of CLOSE_RETRY_DELAYS; if it still fails,
+        FlushError is raised and the rows stay buffered: flush() retries them.
+        """
         with self._lock:
             self._closed = True
             self._room.notify_all()
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
+        for delay in CLOSE_RETRY_DELAYS:
+            try:
+                self.flush()
+            except FlushError as error:
+                logger.warning("lakestore final flush failed, retrying in %ss: %s", delay, error)
+                time.sleep(delay)
+            else:
+                return
         self.flush()
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: disown this writer, whose thread and data stay with the parent.
+
+        Its locks may have been copied while held, so they are replaced; logging to it
+        raises RunEndedError instead of filling buffers that no thread would write.
+        """
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._flush_lock = threading.Lock()
+        self._metrics = _MetricBuffer()
+        self._sealed, self._unwritten = [], []
+        self._rows = {"runs": [], "params": [], "tags": []}
+        self._closed = True
 
     @property
     def closed(self) -> bool:
@@ -379,9 +461,9 @@ def metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.Ar
     """A metrics table in the stored schema, with keys dictionary-encoded."""
     import pyarrow as pa
 
-    return pa.Table.from_arrays(
-        [keys, values, steps, times], names=format.arrow_schema("metrics").names
-    )
+    stored = format.arrow_schema("metrics")
+    schema = stored.set(0, stored.field("key").with_type(pa.dictionary(pa.int32(), pa.string())))
+    return pa.Table.from_arrays([keys, values, steps, times], schema=schema)
 
 
 def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:

@@ -343,11 +343,32 @@ def test_the_store_records_its_format_version(store_uri: str) -> None:
     assert json.loads(marker) == {"format_version": format.FORMAT_VERSION}
 
 
-def test_bad_flush_options_are_rejected(tmp_path: Path) -> None:
-    with pytest.raises(InvalidValueError, match="flush_interval must be > 0 seconds, got 0"):
-        lakestore.start_run(store=str(tmp_path), flush_interval=0)
-    with pytest.raises(InvalidValueError, match="flush_rows must be >= 1, got 0"):
-        lakestore.start_run(store=str(tmp_path), flush_rows=0)
+@pytest.mark.parametrize(
+    ("options", "environment", "message"),
+    [
+        ({"flush_interval": 0}, {}, "flush_interval must be a finite number of seconds > 0, got 0"),
+        ({"flush_interval": math.inf}, {}, "got inf"),
+        ({"flush_rows": 0}, {}, "flush_rows must be >= 1, got 0"),
+        (
+            {},
+            {"LAKESTORE_FLUSH_INTERVAL": "5s"},
+            "$LAKESTORE_FLUSH_INTERVAL is '5s', which is not a number",
+        ),
+        (
+            {},
+            {"LAKESTORE_FLUSH_ROWS": "many"},
+            "$LAKESTORE_FLUSH_ROWS is 'many', which is not a number",
+        ),
+    ],
+)
+def test_bad_flush_options_are_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options, environment, message: str
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidValueError, match=_escape(message)):
+        lakestore.start_run(store=str(tmp_path), **options)
+    assert lakestore.active_run() is None
 
 
 def test_storage_options_reach_s3_without_environment_variables(
