@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 import urllib.parse
 import uuid
@@ -207,25 +208,33 @@ def _check_encodable(text: str, what: str, error: type[Exception]) -> None:
 def param_text_and_float(key: str, value: object) -> tuple[str, float | None]:
     """The stored forms of a param value: its text, and its number if it is numeric.
 
-    Integers and floats (not bools) are numeric, and so is text written as a decimal number
-    (``"0.01"``, ``"1e-3"``), which is how parsed command lines arrive. NaN and infinities
-    logged as floats are kept as such.
+    Integers and floats (Python's, NumPy's, any ``numbers.Real``; not booleans) are
+    numeric, and so is text written as a decimal number (``"0.01"``, ``"1e-3"``), which is
+    how parsed command lines arrive. Any other value is stored as ``str(value)``.
     """
-    if isinstance(value, bool) or value is None:
-        return str(value), None
-    if isinstance(value, int):
-        return str(value), float(value)
-    if isinstance(value, float):
-        return repr(float(value)), float(value)
-    if isinstance(value, str):
-        text = check_text(value, f"param {key!r} value")
-        number = float(text) if _NUMBER_TEXT.fullmatch(text) else None
-        return text, number if number is None or math.isfinite(number) else None
-    if hasattr(value, "__index__"):  # NumPy and other integer scalars
-        return str(int(value)), float(int(value))  # type: ignore[call-overload]
-    if hasattr(value, "__float__") and not hasattr(value, "__len__"):
-        return str(value), float(value)  # type: ignore[arg-type]
-    return check_text(str(value), f"param {key!r} value"), None
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        number = float(value)
+        text = repr(number) if isinstance(value, float) else str(value)
+        return check_text(text, f"param {key!r} value"), number
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        try:
+            text = str(int(value))
+        except ValueError:  # more digits than Python prints
+            raise InvalidValueError(
+                f"param {key!r} value is an integer too large to store"
+            ) from None
+        try:
+            number: float | None = float(int(value))
+        except OverflowError:
+            number = None
+        return check_text(text, f"param {key!r} value"), number
+    if type(value).__name__ == "bool_":  # NumPy's bool is not an int subclass
+        return str(bool(value)), None  # type: ignore[arg-type]
+    text = check_text(value if isinstance(value, str) else str(value), f"param {key!r} value")
+    if not _NUMBER_TEXT.fullmatch(text):
+        return text, None
+    number = float(text)
+    return text, number if math.isfinite(number) else None
 
 
 def read_format_version(storage: Storage) -> int | None:

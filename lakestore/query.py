@@ -1,7 +1,7 @@
 """The query layer: a DuckDB connection with views over a store's Parquet files.
 
 Every view reads the files at query time, so data flushed after :func:`connect` is seen by
-the next query. docs/QUERYING.md describes each view and column.
+the next query. The README lists the views; docs/FORMAT.md gives the rules they apply.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ _VIEWS = {
     """,
     "tags": """
         SELECT * FROM (
-            SELECT experiment, run AS run_id, key,
-                   arg_max(value, timestamp) AS value, max(timestamp) AS timestamp
-            FROM tags_log GROUP BY experiment, run, key
+            SELECT experiment, run AS run_id, key, value, timestamp FROM tags_log
+            QUALIFY row_number() OVER (
+                PARTITION BY experiment, run, key ORDER BY timestamp DESC) = 1
         ) WHERE value IS NOT NULL
     """,
     "runs": """
@@ -74,14 +74,25 @@ class Store:
         self.connection = duckdb.connect()
         if storage.fs is not None:
             self.connection.register_filesystem(storage.fs)
-        for table in format.TABLES:
-            self.connection.execute(f"CREATE VIEW {table}_log AS {self._table_source(table)}")
-        for name, body in _VIEWS.items():
-            self.connection.execute(f"CREATE VIEW {name} AS {body}")
+        self._empty_tables: set[str] = set()
+        try:
+            for table in format.TABLES:
+                self._create_log_view(table)
+            for name, body in _VIEWS.items():
+                self.connection.execute(f"CREATE VIEW {name} AS {body}")
+        except duckdb.Error as error:
+            raise StoreError(f"cannot read store {storage.url}: {error}") from None
+
+    def _create_log_view(self, table: str) -> None:
+        """(Re)define the view over ``table``'s files; an empty one until it has files."""
+        self.connection.execute(
+            f"CREATE OR REPLACE VIEW {table}_log AS {self._table_source(table)}"
+        )
 
     def _table_source(self, table: str) -> str:
         """SQL reading every file of ``table``, or an empty relation of its schema."""
         pattern = f"{table}/*/*/*.parquet"
+        self._empty_tables.discard(table)
         if self.storage.glob(pattern):
             path = self.storage.path(pattern).replace("'", "''")
             return (
@@ -93,6 +104,7 @@ class Store:
             for field in format.arrow_schema(table)
         ]
         columns += [f"NULL::VARCHAR AS {key}" for key in format.PARTITION_KEYS]
+        self._empty_tables.add(table)
         return f"SELECT {', '.join(columns)} WHERE false"
 
     def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
@@ -104,6 +116,8 @@ class Store:
         import duckdb
 
         try:
+            for table in list(self._empty_tables):  # tables that got their first files
+                self._create_log_view(table)
             return self.connection.sql(query, params=params)
         except duckdb.Error as error:
             raise QueryError(f"{type(error).__name__}: {error}") from None

@@ -91,8 +91,20 @@ def _storage(uri: str | os.PathLike[str] | None, options: dict[str, Any] | None)
     return storage
 
 
+_last_us = 0
+_clock_lock = threading.Lock()
+
+
 def _now_us() -> int:
-    return time.time_ns() // 1000
+    """Microseconds since the epoch, strictly increasing within this process.
+
+    Params, tags and run events take their time from here, so that "the latest row" is
+    never a tie between two rows one process wrote.
+    """
+    global _last_us
+    with _clock_lock:
+        _last_us = max(time.time_ns() // 1000, _last_us + 1)
+        return _last_us
 
 
 _INT64_MAX = 2**63 - 1
@@ -357,32 +369,51 @@ def _repeated(arrow_type: pa.DataType, value: int, count: int) -> pa.Array:
 
 
 def _to_arrow(values: Any, arrow_type: pa.DataType, what: str) -> pa.Array:
+    """``values`` as an Arrow array of ``arrow_type``; only numbers are accepted."""
     import pyarrow as pa
 
     try:
         array = pa.array(values)
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
+        if not (
+            pa.types.is_integer(array.type)
+            or pa.types.is_floating(array.type)
+            or pa.types.is_decimal(array.type)
+            or pa.types.is_null(array.type)
+        ):
+            raise InvalidValueError(f"{what} must be numbers, got {array.type} values")
         return array.cast(arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError) as error:
+    except InvalidValueError:
+        raise
+    except (pa.ArrowException, TypeError, ValueError) as error:
         raise InvalidValueError(f"{what} cannot be read as {arrow_type}: {error}") from None
 
 
 def _to_timestamps(timestamps: Any, timestamp_type: pa.DataType, key: str) -> pa.Array:
+    """Aware datetimes or milliseconds since the epoch, as the stored timestamp type."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    array = _to_arrow(timestamps, pa.array(timestamps).type, f"metric {key!r} timestamps")
-    if pa.types.is_timestamp(array.type):
-        if array.type.tz is None:
-            array = pc.assume_timezone(array, "UTC")
-        return array.cast(timestamp_type)
-    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
-        micros = pc.multiply(array.cast(pa.float64()), 1000.0)
-        return pc.round(micros).cast(pa.int64()).cast(timestamp_type)
-    raise InvalidValueError(
-        f"metric {key!r} timestamps must be datetimes or milliseconds, got {array.type}"
-    )
+    what = f"metric {key!r} timestamps"
+    try:
+        array = pa.array(timestamps)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if pa.types.is_timestamp(array.type):
+            if array.type.tz is None:
+                raise InvalidValueError(
+                    f"{what} have no time zone; pass aware datetimes or milliseconds"
+                )
+            return array.cast(timestamp_type)
+        if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+            micros = pc.round(pc.multiply(array.cast(pa.float64()), 1000.0))
+            return micros.cast(pa.int64()).cast(timestamp_type)
+    except InvalidValueError:
+        raise
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        raise InvalidValueError(f"{what} cannot be read: {error}") from None
+    raise InvalidValueError(f"{what} must be datetimes or milliseconds, got {array.type}")
 
 
 def _find_run(storage: Storage, run_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 import time
@@ -85,7 +86,24 @@ def test_special_float_values_are_stored_faithfully(tmp_path: Path) -> None:
         (lambda run: run.log_param("", 1), "param key must not be empty"),
         (lambda run: run.set_tag("t\x00", "v"), "contains a NUL character"),
         (lambda run: run.set_tag("t", "\ud800"), "is not valid Unicode"),
-        (lambda run: run.log_metric_series("s", ["a", "b"]), "metric 's' values cannot be read"),
+        (lambda run: run.log_metric_series("s", ["a", "b"]), "values must be numbers, got string"),
+        (lambda run: run.log_metric_series("s", ["1.5", "2"]), "values must be numbers"),
+        (lambda run: run.log_metric_series("s", [1.0], timestamps=[math.nan]), "timestamps cannot"),
+        (
+            lambda run: run.log_metric_series("s", [1.0], timestamps=[dt.datetime(2025, 1, 1)]),
+            "timestamps have no time zone",
+        ),
+        (lambda run: run.log_metric("loss", decimal.Decimal("sNaN")), "is not a number"),
+        (lambda run: run.log_metric("loss", 1.0, timestamp=math.nan), "not a finite number"),
+        (lambda run: run.log_metric("loss", 1.0, timestamp=1e20), "outside years 1678 to 2262"),
+        (
+            lambda run: run.log_metric("loss", 1.0, timestamp=dt.datetime(2025, 1, 1)),
+            "has no time zone",
+        ),
+        (lambda run: run.log_metric(["unhashable"], 1.0), "metric key must be a string"),
+        (lambda run: run.log_metrics({("a",): 1.0}), "metric key must be a string"),
+        (lambda run: run.log_param("big", 10**5000), "integer too large to store"),
+        (lambda run: run.set_tags({"ok": "v", "": "x"}), "tag key must not be empty"),
         (lambda run: run.log_metric_series("s", [1.0, None]), "contain nulls"),
         (lambda run: run.log_metric_series("s", [1.0, 2.0], steps=[1]), "2 values but 1 steps"),
         (lambda run: run.end("DONE"), "status 'DONE' is not one of"),
@@ -432,3 +450,117 @@ def test_backpressure_accounting_returns_to_zero_after_each_flush(tmp_path: Path
             run.log_metric_series("series", [1.0] * 50)
             run.flush()
             assert run._writer._pending_rows == 0, f"round {round_}"
+
+
+def test_a_deleted_tag_disappears_and_a_reset_tag_shows_its_latest_value(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri, tags={"stage": "draft", "team": "a"}) as run:
+        run.delete_tag("stage")
+        run.set_tag("team", "b")
+        run.set_tag("team", "c")
+        with lakestore.connect(uri) as store:  # the same flush holds both rows of each key
+            run.flush()
+            assert store.sql("SELECT key, value FROM tags").fetchall() == [("team", "c")]
+
+
+def test_views_see_tables_that_were_empty_when_connected(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        store = lakestore.connect(uri)
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(0,)]
+        run.log_metric("loss", 1.0)
+        run.log_param("lr", 0.1)
+        run.flush()
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(1,)]
+        assert store.sql("SELECT key FROM params").fetchall() == [("lr",)]
+        store.close()
+
+
+def test_a_rejected_start_leaves_no_run_behind(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with pytest.raises(InvalidNameError, match="tag key must not be empty"):
+        lakestore.start_run(store=uri, tags={"": "x"})
+    assert lakestore.active_run() is None
+    assert not list(tmp_path.glob("runs/*/*/*.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "number"),
+    [
+        (np.float32(0.25), "0.25", 0.25),
+        (np.bool_(True), "True", None),
+        (np.array(0.5), "0.5", 0.5),
+        (np.array([1, 2]), "[1 2]", None),
+        (decimal.Decimal("0.1"), "0.1", 0.1),
+        (10**400, str(10**400), None),
+        (math.inf, "inf", math.inf),
+    ],
+)
+def test_odd_param_values_keep_their_text(value, text: str, number) -> None:
+    assert format.param_text_and_float("p", value) == (text, number)
+
+
+def test_params_logged_from_many_threads_keep_one_value_per_key(tmp_path: Path) -> None:
+    import threading
+
+    uri = str(tmp_path)
+    conflicts = []
+    with lakestore.start_run(store=uri) as run:
+
+        def log(worker: int) -> None:
+            for index in range(500):
+                try:
+                    run.log_param(f"p{index}", worker)
+                except ParamConflictError:
+                    conflicts.append(index)
+
+        threads = [threading.Thread(target=log, args=(worker,)) for worker in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    rows = read_duckdb(uri, "params")
+    assert len(rows) == 500
+    assert sorted(row[2] for row in rows) == sorted(f"p{index}" for index in range(500))
+    assert len(conflicts) == 3 * 500
+
+
+def test_a_run_ended_from_another_thread_is_no_longer_active(tmp_path: Path) -> None:
+    import threading
+
+    run = lakestore.start_run(store=str(tmp_path))
+    ender = threading.Thread(target=run.end)
+    ender.start()
+    ender.join()
+    assert lakestore.active_run() is None
+    with pytest.raises(NoActiveRunError):
+        lakestore.log_metric("loss", 1.0)
+    with lakestore.start_run(store=str(tmp_path)) as second:
+        assert lakestore.active_run() is second
+
+
+def test_sys_exit_zero_in_a_block_ends_the_run_finished(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with pytest.raises(SystemExit), lakestore.start_run(store=uri) as ok:
+        raise SystemExit(0)
+    with pytest.raises(SystemExit), lakestore.start_run(store=uri) as failed:
+        raise SystemExit(3)
+    runs = _runs(uri)
+    assert runs[ok.run_id]["status"] == "FINISHED"
+    assert runs[failed.run_id]["status"] == "FAILED"
+
+
+def test_a_resumed_run_keeps_the_earliest_param_value(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        run.log_param("lr", 0.1)
+    # Another writer of the same run logged a different value later (no coordination).
+    with lakestore.start_run(run.run_id, store=uri) as other:
+        other._params.clear()
+        other.log_param("lr", 0.2)
+    with lakestore.start_run(run.run_id, store=uri) as resumed:
+        resumed.log_param("lr", 0.1)
+        with pytest.raises(ParamConflictError):
+            resumed.log_param("lr", 0.2)
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT value FROM params").fetchall() == [("0.1",)]
