@@ -6,6 +6,12 @@ Modes:
   forever URI FLUSH_INTERVAL
       log points of metric "loss" (step i, value i) until killed; print the run id first,
       then the number of points logged after each explicit flush.
+  fork URI
+      log 100 points, fork a child that exits and one that tries to log to the run (it
+      prints what it was told), log 100 more points and end the run.
+  thread URI
+      start a run and a (non-daemon) thread that logs 20 points, and return from the main
+      thread at once without ending the run.
   exit URI HOW
       log a param and a metric, do not end the run, then leave by HOW: "normal", "raise"
       or "interrupt".
@@ -57,6 +63,47 @@ def leave(uri: str, how: str) -> None:
         raise KeyboardInterrupt
 
 
+def fork(uri: str) -> None:
+    import multiprocessing
+
+    run = lakestore.start_run(store=uri, flush_interval=0.05)
+    print(run.run_id, flush=True)
+    for step in range(100):
+        run.log_metric("loss", float(step), step=step)
+    context = multiprocessing.get_context("fork")
+    idle = context.Process(target=time.sleep, args=(0.01,))
+    trying = context.Process(target=_log_in_child, args=(run,))
+    for child in (idle, trying):
+        child.start()
+    for step in range(100, 200):
+        run.log_metric("loss", float(step), step=step)
+        time.sleep(0.001)
+    for child in (idle, trying):
+        child.join()
+    run.end()
+
+
+def _log_in_child(run: lakestore.Run) -> None:
+    try:
+        run.log_metric("loss", -1.0, step=-1)
+    except lakestore.LakestoreError as error:
+        print(f"child: {error}", flush=True)
+
+
+def thread(uri: str) -> None:
+    import threading
+
+    run = lakestore.start_run(store=uri)
+    print(run.run_id, flush=True)
+
+    def log() -> None:
+        for step in range(20):
+            time.sleep(0.01)
+            run.log_metric("loss", float(step), step=step)
+
+    threading.Thread(target=log).start()
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    {"write": write, "forever": forever, "exit": leave}[mode](*args)
+    {"write": write, "forever": forever, "exit": leave, "fork": fork, "thread": thread}[mode](*args)
