@@ -68,13 +68,17 @@ def query(
     ] = OutputFormat.table,
 ) -> None:
     """Run a SQL query over a store and print the result."""
+    import duckdb
+    import pyarrow
+
     try:
         with lakestore.connect(store) as opened:
             relation = opened.sql(sql)
             if relation is None:  # a statement with no result
                 return
             _print_relation(relation, output_format)
-    except LakestoreError as error:
+    except (LakestoreError, duckdb.Error, pyarrow.ArrowException) as error:
+        # A query runs when its rows are fetched, so DuckDB's errors can arrive here too.
         raise _fail(error) from None
 
 
