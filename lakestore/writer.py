@@ -169,13 +169,7 @@ class RunWriter:
                 buffer.keys.append(code)
                 buffer.times.append(time_ns)
             except BaseException as error:  # a bad value, or Ctrl-C half-way: undo the row
-                value_failed = len(buffer.values) == length
-                buffer.truncate(length)
-                if isinstance(error, (TypeError, ValueError, OverflowError)):
-                    raise (
-                        _bad_metric(key, value) if value_failed else _bad_step(key, step)
-                    ) from None
-                raise
+                raise _undo(buffer, length, length, error, key, value, step) from None
             if len(buffer.values) >= self._max_buffered:
                 self._seal_locked()
 
@@ -203,13 +197,7 @@ class RunWriter:
                     buffer.keys.append(code)  # type: ignore[arg-type]
                     buffer.times.append(time_ns)
             except BaseException as error:  # all of the batch or none of it
-                value_failed = len(buffer.values) == row
-                buffer.truncate(length)
-                if isinstance(error, (TypeError, ValueError, OverflowError)):
-                    raise (
-                        _bad_metric(key, value) if value_failed else _bad_step(key, step)
-                    ) from None
-                raise
+                raise _undo(buffer, length, row, error, key, value, step) from None
             if len(buffer.values) >= self._max_buffered:
                 self._seal_locked()
 
@@ -425,6 +413,27 @@ class RunWriter:
     def pending_files(self) -> int:
         """Files named but not yet written (after failed flushes)."""
         return len(self._unwritten)
+
+
+def _undo(
+    buffer: _MetricBuffer,
+    length: int,
+    row: int,
+    error: BaseException,
+    key: str,
+    value: object,
+    step: object,
+) -> BaseException:
+    """Drop what a failed call appended past ``length``; the exception to raise for it.
+
+    ``row`` is where the failing row started: if its value was not appended, the value was
+    bad, else the step.
+    """
+    value_failed = len(buffer.values) == row
+    buffer.truncate(length)
+    if isinstance(error, (TypeError, ValueError, OverflowError)):
+        return _bad_metric(key, value) if value_failed else _bad_step(key, step)
+    return error
 
 
 def _bad_metric(key: str, value: object) -> InvalidValueError:
