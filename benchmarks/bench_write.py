@@ -166,78 +166,61 @@ def child_series_lakestore(store: str, n: int) -> dict[str, Any]:
     }
 
 
-def child_series_floor(store: str, n: int) -> dict[str, Any]:
+def _floor_table(values: Any) -> Any:
+    """The table lakestore stores for a series, built by pyarrow and NumPy alone."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    values = _series_input(n)
-    path = os.path.join(store, "floor.parquet")
-    start = time.perf_counter_ns()
-    now_us = time.time_ns() // 1000
+    n = len(values)
     keys = pa.DictionaryArray.from_arrays(
         pa.array(np.zeros(n, dtype=np.int32)), pa.array(["loss"], pa.string())
     )
+    now_us = time.time_ns() // 1000
     stamps = pa.array(np.full(n, now_us, dtype=np.int64)).view(pa.timestamp("us", tz="UTC"))
-    table = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [keys, pa.array(values), pa.array(np.arange(n, dtype=np.int64)), stamps],
         names=["key", "value", "step", "timestamp"],
     )
-    built = time.perf_counter_ns()
-    pq.write_table(table, path, compression="zstd", store_schema=False)
-    ended = time.perf_counter_ns()
-    return {
-        "build_s": (built - start) / 1e9,
-        "write_s": (ended - built) / 1e9,
-        "total_s": (ended - start) / 1e9,
-        "rows": pq.ParquetFile(path).metadata.num_rows,
-        "bytes_on_disk": os.path.getsize(path),
-        "peak_rss_bytes": _peak_rss_bytes(),
-    }
 
 
-def child_series_floor_parallel(store: str, n: int) -> dict[str, Any]:
-    """The same table written as lakestore splits it: 4M-row files, one thread per core."""
+def _floor_child(store: str, n: int, rows_per_file: int, threads: int) -> dict[str, Any]:
+    """Build the table, then write it as files of ``rows_per_file`` rows on ``threads``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import numpy as np
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     values = _series_input(n)
-    rows_per_file = 4 * 1024 * 1024
     start = time.perf_counter_ns()
-    now_us = time.time_ns() // 1000
-    keys = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, dtype=np.int32)), pa.array(["loss"], pa.string())
-    )
-    stamps = pa.array(np.full(n, now_us, dtype=np.int64)).view(pa.timestamp("us", tz="UTC"))
-    table = pa.Table.from_arrays(
-        [keys, pa.array(values), pa.array(np.arange(n, dtype=np.int64)), stamps],
-        names=["key", "value", "step", "timestamp"],
-    )
+    table = _floor_table(values)
     built = time.perf_counter_ns()
+    files = (n + rows_per_file - 1) // rows_per_file
+    paths = [os.path.join(store, f"floor-{index:04d}.parquet") for index in range(files)]
 
     def write(index: int) -> None:
         piece = table.slice(index * rows_per_file, rows_per_file)
-        path = os.path.join(store, f"floor-{index:04d}.parquet")
-        pq.write_table(piece, path, compression="zstd", store_schema=False)
+        pq.write_table(piece, paths[index], compression="zstd", store_schema=False)
 
-    files = (n + rows_per_file - 1) // rows_per_file
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         list(pool.map(write, range(files)))
     ended = time.perf_counter_ns()
     return {
         "build_s": (built - start) / 1e9,
         "write_s": (ended - built) / 1e9,
         "total_s": (ended - start) / 1e9,
-        "rows": sum(
-            pq.ParquetFile(os.path.join(store, f"floor-{i:04d}.parquet")).metadata.num_rows
-            for i in range(files)
-        ),
+        "rows": sum(pq.ParquetFile(path).metadata.num_rows for path in paths),
         "bytes_on_disk": _folder_bytes(store),
         "peak_rss_bytes": _peak_rss_bytes(),
     }
+
+
+def child_series_floor(store: str, n: int) -> dict[str, Any]:
+    """pyarrow's own write: the whole table as one file, ``pq.write_table``."""
+    return _floor_child(store, n, rows_per_file=n, threads=1)
+
+
+def child_series_floor_parallel(store: str, n: int) -> dict[str, Any]:
+    """The same table written as lakestore splits it: 4M-row files, one thread per core."""
+    return _floor_child(store, n, rows_per_file=4 * 1024 * 1024, threads=os.cpu_count() or 1)
 
 
 def _folder_bytes(folder: str) -> int:
