@@ -7,9 +7,10 @@ the next query. The README lists the views; docs/FORMAT.md gives the rules they 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+import uuid
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lakestore import format
+from lakestore import format, search
 from lakestore.errors import QueryError, StoreError
 from lakestore.storage import Storage, open_storage
 
@@ -29,11 +30,8 @@ _VIEWS = {
         SELECT experiment, run AS run_id, key, value, step, timestamp FROM metrics_log
     """,
     "params": """
-        SELECT experiment, run AS run_id, key,
-               arg_min(value, timestamp) AS value,
-               arg_min(value_float, timestamp) AS value_float,
-               min(timestamp) AS timestamp
-        FROM params_log GROUP BY experiment, run, key
+        SELECT experiment, run AS run_id, key, value, value_float, timestamp FROM params_log
+        QUALIFY row_number() OVER (PARTITION BY experiment, run, key ORDER BY timestamp) = 1
     """,
     "tags": """
         SELECT * FROM (
@@ -42,7 +40,16 @@ _VIEWS = {
                 PARTITION BY experiment, run, key ORDER BY timestamp DESC) = 1
         ) WHERE value IS NOT NULL
     """,
-    "runs": """
+    "metric_summary": """
+        SELECT experiment, run_id, key,
+               arg_max(value, (step, timestamp)) AS latest,
+               max(step) AS last_step,
+               min(value) AS min,
+               max(value) AS max,
+               count(*) AS count
+        FROM metrics GROUP BY experiment, run_id, key
+    """,
+    "run_states": """
         SELECT experiment, run AS run_id,
                arg_max(run_name, event_time) FILTER (WHERE run_name IS NOT NULL) AS run_name,
                arg_max(status, event_time) AS status,
@@ -54,6 +61,17 @@ _VIEWS = {
                CASE WHEN arg_max(status, event_time) <> 'RUNNING'
                     THEN max(end_time) END AS end_time
         FROM runs_log GROUP BY experiment, run
+    """,
+    "runs": """
+        SELECT s.experiment, s.run_id, s.run_name, s.status, s.parent_run_id, s."user",
+               s.host, s.start_time, s.end_time,
+               epoch(s.end_time - s.start_time) AS duration_s,
+               coalesce(t.tags, MAP {}) AS tags
+        FROM run_states AS s
+        LEFT JOIN (
+            SELECT experiment, run_id, map(list(key ORDER BY key), list(value ORDER BY key)) AS tags
+            FROM tags GROUP BY experiment, run_id
+        ) AS t USING (experiment, run_id)
     """,
     "experiments": """
         SELECT experiment, count(*) AS runs, min(start_time) AS first_start,
@@ -122,6 +140,163 @@ class Store:
         except duckdb.Error as error:
             raise QueryError(f"{type(error).__name__}: {error}") from None
 
+    def search_runs(
+        self,
+        filter_string: str | None = None,
+        *,
+        order_by: list[str] | None = None,
+        max_results: int | None = 1000,
+        experiments: list[str] | None = None,
+    ) -> duckdb.DuckDBPyRelation:
+        """Runs matching an MLflow filter, one row each, params and metrics as columns.
+
+        ``filter_string`` uses MLflow's grammar (``metrics.acc > 0.9 and params.optimizer
+        = 'adam' and tags.team LIKE 'vis%' and attributes.status = 'FINISHED'``) plus ``OR``
+        and parentheses; a number compared with a numeric param compares numerically.
+        ``order_by`` takes clauses such as ``"metrics.acc DESC"``; runs are otherwise
+        newest first. Besides the columns of ``runs``, the result has ``params.<key>``
+        (text), ``metrics.<key>`` (latest value) and ``tags.<key>`` columns.
+        """
+        compiled = search.compile_filter(filter_string)
+        order = search.parse_order_by(order_by or [])
+        keys = compiled.keys + [key for key, _ in order]
+        parameters: list[object] = [*search.join_parameters(keys), *compiled.parameters]
+        where = [compiled.where]
+        if experiments is not None:
+            where.append("list_contains(?, r.experiment)")
+            parameters.append(list(experiments))
+        order_terms = [
+            f"{column} {'DESC' if descending else 'ASC'} NULLS LAST"
+            for index, (key, descending) in enumerate(order)
+            for column in _order_columns(key, len(compiled.keys) + index)
+        ]
+        order_terms += ["r.start_time DESC", "r.run_id"]
+        if max_results is not None:
+            if max_results < 0:
+                raise QueryError(f"max_results must be >= 0, got {max_results}")
+            parameters.append(max_results)
+        selection = (
+            f"SELECT r.run_id FROM runs AS r\n{search.joins(keys)}\n"
+            f"WHERE {' AND '.join(where)}\nORDER BY {', '.join(order_terms)}"
+            + ("\nLIMIT ?" if max_results is not None else "")
+        )
+        run_ids = [row[0] for row in self.sql(selection, parameters).fetchall()]
+        return self._wide_runs(run_ids)
+
+    def _wide_runs(self, run_ids: list[str]) -> duckdb.DuckDBPyRelation:
+        """``runs`` rows of ``run_ids``, in that order, with pivoted params, metrics, tags.
+
+        DuckDB's PIVOT takes no bound parameters, so the ids go to a temporary table; the
+        result is computed at once and returned as a relation over it.
+        """
+        selected = f"_selected_{uuid.uuid4().hex}"
+        self.connection.execute(
+            f"CREATE TEMP TABLE {selected} AS "
+            "SELECT unnest($ids) AS run_id, generate_subscripts($ids, 1) AS position",
+            {"ids": run_ids},
+        )
+        pivots = (
+            ("params", "value", "params"),
+            ("metrics", "latest", "metric_summary"),
+            ("tags", "value", "tags"),
+        )
+        joins = [
+            f"LEFT JOIN (PIVOT (SELECT run_id, '{prefix}.' || key AS name, {column} "
+            f"FROM {view} WHERE run_id IN (SELECT run_id FROM {selected})) "
+            f"ON name USING first({column}) GROUP BY run_id) AS {prefix}_wide "
+            f"ON {prefix}_wide.run_id = runs.run_id"
+            for prefix, column, view in pivots
+        ]
+        columns = ", ".join(f"{prefix}_wide.* EXCLUDE (run_id)" for prefix, _, _ in pivots)
+        try:
+            table = self.sql(
+                f"SELECT runs.* EXCLUDE (tags), {columns}\n"
+                f"FROM {selected} JOIN runs USING (run_id)\n"
+                + "\n".join(joins)
+                + f"\nORDER BY {selected}.position"
+            ).to_arrow_table()
+        finally:
+            self.connection.execute(f"DROP TABLE {selected}")
+        return self.connection.from_arrow(table)
+
+    def compare(self, run_ids: list[str], *, only_differences: bool = False) -> Comparison:
+        """Params and summary metrics of ``run_ids`` side by side: a row per key, a column
+        per run (named by run id). With ``only_differences``, keys whose value is the same
+        in every run are left out.
+        """
+        missing = set(run_ids) - {
+            row[0]
+            for row in self.sql(
+                "SELECT run_id FROM runs WHERE list_contains(?, run_id)", [run_ids]
+            ).fetchall()
+        }
+        if missing:
+            raise QueryError(f"no run {sorted(missing)[0]!r} in store {self.storage.url}")
+        sides = {}
+        for name, column, view in (
+            ("params", "value", "params"),
+            ("metrics", "latest", "metric_summary"),
+        ):
+            having = (
+                f"HAVING count(DISTINCT {column}) > 1 OR count({column}) < len($ids)"
+                if only_differences
+                else ""
+            )
+            keys = f"SELECT key FROM {view} WHERE list_contains($ids, run_id) GROUP BY key {having}"
+            columns = ", ".join(
+                f"first({column}) FILTER (WHERE run_id = {_literal(run_id)}) "
+                f"AS {_identifier(run_id)}"
+                for run_id in run_ids
+            )
+            sides[name] = self.sql(
+                f"SELECT key, {columns} FROM {view} WHERE list_contains($ids, run_id) "
+                f"AND key IN ({keys}) GROUP BY key ORDER BY key",
+                {"ids": run_ids},
+            )
+        return Comparison(params=sides["params"], metrics=sides["metrics"])
+
+    def metric_history(
+        self,
+        run_ids: list[str] | str,
+        keys: list[str] | str | None = None,
+        *,
+        points: int | None = None,
+    ) -> duckdb.DuckDBPyRelation:
+        """The history of metrics ``keys`` (default: all) of ``run_ids`` as a tidy table.
+
+        With ``points``, each series is cut into that many equal slices of its steps and the
+        last row of each slice is kept: at most ``points`` rows a series, the latest
+        included, for plotting.
+        """
+        run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        where = "list_contains($ids, run_id)"
+        parameters: dict[str, object] = {"ids": run_ids}
+        if keys is not None:
+            where += " AND list_contains($keys, key)"
+            parameters["keys"] = [keys] if isinstance(keys, str) else list(keys)
+        if points is None:
+            return self.sql(
+                f"SELECT * FROM metrics WHERE {where} ORDER BY run_id, key, step, timestamp",
+                parameters,
+            )
+        if points < 1:
+            raise QueryError(f"points must be >= 1, got {points}")
+        parameters["points"] = points
+        return self.sql(
+            f"""
+            SELECT experiment, run_id, key, value, step, timestamp FROM (
+                SELECT *, ntile($points) OVER series AS slice,
+                       row_number() OVER series AS position,
+                       count(*) OVER (PARTITION BY experiment, run_id, key) AS total
+                FROM metrics WHERE {where}
+                WINDOW series AS (PARTITION BY experiment, run_id, key ORDER BY step, timestamp)
+            )
+            QUALIFY position = max(position) OVER (PARTITION BY experiment, run_id, key, slice)
+            ORDER BY run_id, key, step, timestamp
+            """,
+            parameters,
+        )
+
     def close(self) -> None:
         """Close the DuckDB connection."""
         self.connection.close()
@@ -131,6 +306,32 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class Comparison(NamedTuple):
+    """Runs side by side: a row per key, a column per run id."""
+
+    params: duckdb.DuckDBPyRelation
+    metrics: duckdb.DuckDBPyRelation
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _identifier(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _order_columns(key: search.Key, index: int) -> list[str]:
+    """The SQL expressions that order by ``key`` (joined as number ``index``)."""
+    if key.kind == "attributes":
+        return [f"r.{search.ATTRIBUTES[key.name]}"]
+    if key.kind == "metrics":
+        return [f"m{index}.latest"]
+    if key.kind == "params":
+        return [f"p{index}.value_float", f"p{index}.value"]  # numbers numerically, then text
+    return [f"t{index}.value"]
 
 
 def connect(

@@ -1,0 +1,339 @@
+"""MLflow's run filter grammar, parsed into SQL over the query layer's views.
+
+``metrics.acc > 0.9 and params.optimizer = 'adam' and tags.team LIKE 'vis%'`` becomes a
+WHERE clause with every value bound as a parameter, so no filter can inject SQL. Beyond
+MLflow: ``OR``, parentheses, and numeric comparison of numeric params.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lakestore.errors import LakestoreError
+
+
+class FilterError(LakestoreError, ValueError):
+    """A filter or order-by string that does not parse."""
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
+  | (?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),.])
+  | (?P<backtick>`(?:[^`]|``)*`)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_\-:/]*)
+    """,
+    re.VERBOSE,
+)
+
+_PREFIXES = {
+    "metric": "metrics",
+    "metrics": "metrics",
+    "param": "params",
+    "params": "params",
+    "parameter": "params",
+    "parameters": "params",
+    "tag": "tags",
+    "tags": "tags",
+    "attribute": "attributes",
+    "attributes": "attributes",
+    "attr": "attributes",
+    "run": "attributes",
+}
+
+ATTRIBUTES = {
+    "run_id": "run_id",
+    "id": "run_id",
+    "run_name": "run_name",
+    "status": "status",
+    "start_time": "start_time",
+    "end_time": "end_time",
+    "user": '"user"',
+    "experiment": "experiment",
+}
+_TIME_ATTRIBUTES = ("start_time", "end_time")
+
+
+@dataclass
+class _Token:
+    kind: str
+    text: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Key:
+    """A column a filter names: ``metrics.acc``, ``params.lr``, ``attributes.status``."""
+
+    kind: str  # metrics, params, tags or attributes
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.name}"
+
+
+@dataclass
+class Compiled:
+    """A filter as SQL: ``where`` over ``runs AS r``, with ``parameters`` bound in order."""
+
+    where: str
+    parameters: list[object] = field(default_factory=list)
+    keys: list[Key] = field(default_factory=list)
+
+
+def _tokens(text: str) -> list[_Token]:
+    tokens = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise FilterError(f"unexpected character {text[position]!r} at position {position}")
+        kind = match.lastgroup or ""
+        if kind != "space":
+            tokens.append(_Token(kind, match.group(), position))
+        position = match.end()
+    tokens.append(_Token("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    """Recursive descent: or-expression of and-expressions of comparisons."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokens(text)
+        self.index = 0
+        self.parameters: list[object] = []
+        self.keys: list[Key] = []
+
+    # -- token helpers ------------------------------------------------------------------
+
+    @property
+    def token(self) -> _Token:
+        return self.tokens[self.index]
+
+    def _is_word(self, *words: str) -> bool:
+        return self.token.kind == "word" and self.token.text.lower() in words
+
+    def _advance(self) -> _Token:
+        token = self.token
+        self.index += 1
+        return token
+
+    def _fail(self, expected: str) -> FilterError:
+        token = self.token
+        found = "the end of the filter" if token.kind == "end" else repr(token.text)
+        return FilterError(
+            f"expected {expected} at position {token.position}, found {found} "
+            f"in filter {self.text!r}"
+        )
+
+    def _expect_punct(self, text: str) -> None:
+        if self.token.text != text:
+            raise self._fail(repr(text))
+        self._advance()
+
+    # -- grammar ------------------------------------------------------------------------
+
+    def parse(self) -> str:
+        if self.token.kind == "end":
+            return "true"
+        sql = self._or()
+        if self.token.kind != "end":
+            raise self._fail("AND, OR or the end of the filter")
+        return sql
+
+    def _or(self) -> str:
+        parts = [self._and()]
+        while self._is_word("or"):
+            self._advance()
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+    def _and(self) -> str:
+        parts = [self._factor()]
+        while self._is_word("and"):
+            self._advance()
+            parts.append(self._factor())
+        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+    def _factor(self) -> str:
+        if self.token.text == "(":
+            self._advance()
+            sql = self._or()
+            self._expect_punct(")")
+            return f"({sql})"
+        return self._comparison()
+
+    def key(self) -> Key:
+        """Parse ``prefix.name`` (name bare, `backticked` or "quoted"), or an attribute."""
+        token = self.token
+        if token.kind != "word":
+            raise self._fail("a key such as metrics.acc, params.lr or attributes.status")
+        self._advance()
+        word = token.text.lower()
+        if self.token.text == "." and word in _PREFIXES:
+            self._advance()
+            kind = _PREFIXES[word]
+            name_token = self._advance()
+            if name_token.kind == "word":
+                name = name_token.text
+            elif name_token.kind == "backtick":
+                name = name_token.text[1:-1].replace("``", "`")
+            elif name_token.kind == "string" and name_token.text.startswith('"'):
+                name = name_token.text[1:-1].replace('""', '"')
+            else:
+                self.index -= 1
+                raise self._fail(f"a {kind[:-1]} name after '{token.text}.'")
+        elif word in ATTRIBUTES:
+            kind, name = "attributes", word
+        else:
+            self.index -= 1
+            raise self._fail("a key such as metrics.acc, params.lr or attributes.status")
+        if kind == "attributes" and name.lower() not in ATTRIBUTES:
+            self.index -= 1
+            raise self._fail(f"an attribute ({', '.join(sorted(ATTRIBUTES))})")
+        return Key(kind, name.lower() if kind == "attributes" else name)
+
+    def _value(self) -> object:
+        token = self.token
+        if token.kind == "number":
+            self._advance()
+            return float(token.text) if re.search(r"[.eE]", token.text) else int(token.text)
+        if token.kind == "string":
+            self._advance()
+            quote = token.text[0]
+            return token.text[1:-1].replace(quote * 2, quote)
+        raise self._fail("a number or a quoted string")
+
+    def _comparison(self) -> str:
+        key = self.key()
+        self.keys.append(key)
+        column = self._column(key, len(self.keys) - 1)
+        if self._is_word("is"):
+            self._advance()
+            negated = self._is_word("not")
+            if negated:
+                self._advance()
+            if not self._is_word("null"):
+                raise self._fail("NULL")
+            self._advance()
+            return f"{column.text_column} IS {'NOT ' if negated else ''}NULL"
+        negated = self._is_word("not")
+        if negated:
+            self._advance()
+            if not self._is_word("in", "like", "ilike"):
+                raise self._fail("IN, LIKE or ILIKE after NOT")
+        if self._is_word("in"):
+            self._advance()
+            self._expect_punct("(")
+            values = [self._value()]
+            while self.token.text == ",":
+                self._advance()
+                values.append(self._value())
+            self._expect_punct(")")
+            placeholders = ", ".join(self._bind(key, column, value) for value in values)
+            sql = f"{column.for_values(values)} {'NOT ' if negated else ''}IN ({placeholders})"
+            return f"coalesce({sql}, {'true' if negated else 'false'})" if negated else sql
+        if self._is_word("like", "ilike"):
+            operator = self._advance().text.upper()
+            value = self._value()
+            if not isinstance(value, str):
+                raise FilterError(f"{operator} on {key} needs a quoted pattern, got {value!r}")
+            sql = f"{column.text_column} {operator} {self._bind(key, column, value)}"
+            return f"NOT coalesce({sql}, false)" if negated else sql
+        if self.token.kind != "op":
+            raise self._fail("a comparison (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, IS NULL)")
+        operator = self._advance().text
+        operator = "!=" if operator == "<>" else operator
+        value = self._value()
+        return f"{column.for_values([value])} {operator} {self._bind(key, column, value)}"
+
+    def _bind(self, key: Key, column: _Column, value: object) -> str:
+        if key.kind == "metrics" and not isinstance(value, (int, float)):
+            raise FilterError(f"{key} is compared with {value!r}; metrics compare with numbers")
+        if key.kind == "tags" and not isinstance(value, str):
+            raise FilterError(f"{key} is compared with {value!r}; tags compare with 'quoted text'")
+        self.parameters.append(value)
+        return "?"
+
+    def _column(self, key: Key, index: int) -> _Column:
+        if key.kind == "attributes":
+            name = ATTRIBUTES[key.name]
+            if key.name in _TIME_ATTRIBUTES:
+                return _Column(f"r.{name}", numeric=f"epoch_ms(r.{name})")
+            return _Column(f"r.{name}")
+        if key.kind == "metrics":
+            return _Column(f"m{index}.latest", numeric=f"m{index}.latest")
+        if key.kind == "params":
+            return _Column(f"p{index}.value", numeric=f"p{index}.value_float")
+        return _Column(f"t{index}.value")
+
+
+@dataclass
+class _Column:
+    """A filtered column: its text form, and its numeric form where it has one."""
+
+    text_column: str
+    numeric: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.numeric or self.text_column
+
+    def for_values(self, values: list[object]) -> str:
+        numbers = [isinstance(value, (int, float)) for value in values]
+        if any(numbers) and not all(numbers):
+            raise FilterError(f"values {values!r} mix numbers and text")
+        if all(numbers) and self.numeric is not None:
+            return self.numeric
+        return self.text_column
+
+
+def compile_filter(text: str | None) -> Compiled:
+    """The SQL for an MLflow-style filter string (empty or None matches every run)."""
+    parser = _Parser(text or "")
+    where = parser.parse()
+    return Compiled(where, parser.parameters, parser.keys)
+
+
+def joins(keys: list[Key]) -> str:
+    """The LEFT JOINs that bring each filtered key's columns next to ``runs AS r``.
+
+    Each join's key name is a bound parameter too: it comes before the filter's.
+    """
+    parts = []
+    for index, key in enumerate(keys):
+        view = {"metrics": "metric_summary", "params": "params", "tags": "tags"}.get(key.kind)
+        if view is None:
+            continue
+        alias = f"{key.kind[0]}{index}"
+        parts.append(
+            f"LEFT JOIN {view} AS {alias} ON {alias}.experiment = r.experiment "
+            f"AND {alias}.run_id = r.run_id AND {alias}.key = ?"
+        )
+    return "\n".join(parts)
+
+
+def join_parameters(keys: list[Key]) -> list[object]:
+    """The values bound by :func:`joins`, in order."""
+    return [key.name for key in keys if key.kind != "attributes"]
+
+
+def parse_order_by(clauses: list[str]) -> list[tuple[Key, bool]]:
+    """``["metrics.acc DESC", "attributes.start_time"]`` as (key, descending) pairs."""
+    parsed = []
+    for clause in clauses:
+        parser = _Parser(clause)
+        key = parser.key()
+        descending = False
+        if parser._is_word("asc", "desc"):
+            descending = parser._advance().text.lower() == "desc"
+        if parser.token.kind != "end":
+            raise parser._fail("ASC, DESC or the end of the order-by clause")
+        parsed.append((key, descending))
+    return parsed

@@ -1,0 +1,184 @@
+"""Search, compare and history over a small sweep, with MLflow's filter grammar."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import lakestore
+from lakestore.search import FilterError
+from tests.conftest import S3_CREDENTIALS, make_bucket
+
+SWEEP = [
+    # run name, params, final acc, tags
+    ("a", {"lr": 0.1, "optimizer": "adam", "my param": "x"}, 0.95, {"team": "vision"}),
+    ("b", {"lr": 0.01, "optimizer": "sgd"}, 0.80, {"team": "nlp"}),
+    ("c", {"lr": "0.001", "optimizer": "adam"}, math.nan, {"team": "vision", "stage": "x"}),
+    ("d", {"lr": 0.5}, math.inf, {}),
+    ("e", {"optimizer": "o'brien"}, -math.inf, {"team": "visual"}),
+]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """The sweep in a local store, logged once for the module (reads do not change it)."""
+    return _log_sweep(str(tmp_path_factory.mktemp("sweep")))
+
+
+@pytest.fixture(scope="module")
+def s3_sweep(s3_endpoint: str):
+    """The same sweep on the loopback S3 endpoint."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in S3_CREDENTIALS.items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+        yield _log_sweep(f"s3://{make_bucket(s3_endpoint)}/sweep")
+
+
+def _log_sweep(store_uri: str) -> tuple[str, dict[str, str]]:
+    ids = {}
+    for name, params, acc, tags in SWEEP:
+        with lakestore.start_run(
+            store=store_uri, experiment="sweep", run_name=name, tags=tags
+        ) as run:
+            run.log_params(params)
+            run.log_metric("acc", 0.5, step=0)
+            run.log_metric("acc", acc, step=10)
+            run.log_metric("f1 score", 0.7, step=10)
+        ids[name] = run.run_id
+    with lakestore.start_run(store=store_uri, experiment="other", run_name="z") as run:
+        run.log_metric("acc", 0.99, step=1)
+    ids["z"] = run.run_id
+    return store_uri, ids
+
+
+def _names(store: lakestore.Store, filter_string: str, **options) -> list[str]:
+    result = store.search_runs(filter_string, **options)
+    return [row[0] for row in result.select("run_name").fetchall()]
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("", {"a", "b", "c", "d", "e", "z"}),
+        ("metrics.acc > 0.9", {"a", "c", "d", "z"}),  # NaN sorts above every number
+        ("metrics.acc < 0", {"e"}),
+        ("metrics.acc = 'inf'", FilterError),
+        ("metric.acc >= 0.8 AND metric.acc <= 0.95", {"a", "b"}),
+        ("params.optimizer = 'adam'", {"a", "c"}),
+        ("params.optimizer != 'adam'", {"b", "e"}),
+        ("params.lr > 0.005", {"a", "b", "d"}),
+        ("params.lr < 0.005", {"c"}),
+        ("params.lr = '0.001'", {"c"}),
+        ("params.lr IS NULL", {"e", "z"}),
+        ("params.optimizer IS NOT NULL", {"a", "b", "c", "e"}),
+        ("params.`my param` = 'x'", {"a"}),
+        ("params.\"my param\" = 'x'", {"a"}),
+        ("metrics.`f1 score` > 0.6", {"a", "b", "c", "d", "e"}),
+        ("params.optimizer = 'o''brien'", {"e"}),
+        ("tags.team LIKE 'vis%'", {"a", "c", "e"}),
+        ("tags.team ILIKE 'VIS%'", {"a", "c", "e"}),
+        ("tags.team NOT LIKE 'vis%'", {"b", "d", "z"}),
+        ("tags.stage IS NULL AND tags.team = 'vision'", {"a"}),
+        ("attributes.status = 'FINISHED' and attributes.run_name IN ('a', 'b')", {"a", "b"}),
+        ("run_name NOT IN ('a', 'b')", {"c", "d", "e", "z"}),
+        (
+            "params.optimizer = 'sgd' OR (tags.team = 'vision' AND metrics.acc > 0.9)",
+            {"a", "b", "c"},
+        ),
+        ("attributes.experiment = 'other'", {"z"}),
+        ("attributes.start_time > 0", {"a", "b", "c", "d", "e", "z"}),
+        # Injection attempts are values, or do not parse.
+        ("params.optimizer = 'adam'' OR 1=1 --'", set()),
+        ("params.optimizer = 'x' OR 1=1", FilterError),
+        ("params.lr = 1; DROP TABLE runs", FilterError),
+        ("metrics.acc > 0.9)", FilterError),
+        ("tags.team = 5", FilterError),
+        ("attributes.color = 'red'", FilterError),
+        ("foo.bar = 1", FilterError),
+    ],
+)
+def test_filter_grammar(sweep, filter_string: str, expected) -> None:
+    uri, _ = sweep
+    with lakestore.connect(uri) as store:
+        if expected is FilterError:
+            with pytest.raises(FilterError, match=r"position|compared|mix|unexpected"):
+                store.search_runs(filter_string)
+        else:
+            assert set(_names(store, filter_string)) == expected
+
+
+def test_a_bad_filter_points_at_the_bad_token(sweep) -> None:
+    uri, _ = sweep
+    with lakestore.connect(uri) as store, pytest.raises(FilterError) as caught:
+        store.search_runs("metrics.acc > 0.9 and and params.lr = 1")
+    assert "at position 22, found 'and'" in str(caught.value)
+
+
+def test_results_are_ordered_limited_and_wide(sweep) -> None:
+    uri, ids = sweep
+    with lakestore.connect(uri) as store:
+        assert _names(store, "", order_by=["metrics.acc DESC"], experiments=["sweep"]) == [
+            "c", "d", "a", "b", "e"
+        ]  # fmt: skip
+        assert _names(store, "", order_by=["params.lr ASC"], max_results=3) == ["c", "b", "a"]
+        assert _names(store, "", order_by=["attributes.run_name DESC"], max_results=2) == ["z", "e"]
+        wide = store.search_runs("run_name = 'a'").to_arrow_table().to_pylist()
+    assert len(wide) == 1
+    row = wide[0]
+    assert row["run_id"] == ids["a"]
+    assert row["params.lr"] == "0.1"
+    assert row["params.my param"] == "x"
+    assert row["metrics.acc"] == 0.95
+    assert row["tags.team"] == "vision"
+    with lakestore.connect(uri) as store, pytest.raises(FilterError, match="ASC, DESC"):
+        store.search_runs("", order_by=["metrics.acc sideways"])
+
+
+def test_compare_puts_runs_side_by_side(sweep) -> None:
+    uri, ids = sweep
+    with lakestore.connect(uri) as store:
+        both = store.compare([ids["a"], ids["c"]])
+        assert both.params.fetchall() == [
+            ("lr", "0.1", "0.001"), ("my param", "x", None), ("optimizer", "adam", "adam")
+        ]  # fmt: skip
+        assert both.params.columns == ["key", ids["a"], ids["c"]]
+        metrics = dict((row[0], row[1:]) for row in both.metrics.fetchall())
+        assert metrics["acc"][0] == 0.95
+        assert math.isnan(metrics["acc"][1])
+        differing = store.compare([ids["a"], ids["c"]], only_differences=True)
+        assert [row[0] for row in differing.params.fetchall()] == ["lr", "my param"]
+        assert [row[0] for row in differing.metrics.fetchall()] == ["acc"]
+        with pytest.raises(lakestore.LakestoreError, match="no run 'nope'"):
+            store.compare([ids["a"], "nope"])
+
+
+def test_metric_history_full_and_downsampled(tmp_path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric_series("loss", [float(step) for step in range(1000)])
+        run.log_metric("acc", 1.0)
+    with lakestore.connect(uri) as store:
+        full = store.metric_history(run.run_id, "loss").select("step").fetchall()
+        assert [row[0] for row in full] == list(range(1000))
+        sampled = store.metric_history([run.run_id], ["loss"], points=10)
+        steps = [row[0] for row in sampled.select("step").fetchall()]
+        assert len(steps) == 10
+        assert steps[-1] == 999
+        assert steps == sorted(steps)
+        assert {row[0] for row in store.metric_history(run.run_id).select("key").fetchall()} == {
+            "acc", "loss"
+        }  # fmt: skip
+
+
+def test_search_compare_and_history_on_s3(s3_sweep) -> None:
+    uri, ids = s3_sweep
+    with lakestore.connect(uri) as store:
+        assert set(_names(store, "params.lr > 0.005 AND tags.team LIKE 'vis%'")) == {"a"}
+        assert _names(store, "metrics.acc < 0.9", order_by=["metrics.acc"]) == ["e", "b"]
+        assert set(_names(store, "params.optimizer IS NULL")) == {"d", "z"}
+        both = store.compare([ids["a"], ids["b"]], only_differences=True)
+        assert [row[0] for row in both.params.fetchall()] == ["lr", "my param", "optimizer"]
+        history = store.metric_history(ids["a"], "acc").select("step, value").fetchall()
+        assert history == [(0, 0.5), (10, 0.95)]
