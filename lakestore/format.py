@@ -72,6 +72,7 @@ def arrow_schema(table: str) -> pa.Schema:
             pa.field("host", pa.string()),
             pa.field("start_time", timestamp),
             pa.field("end_time", timestamp),
+            pa.field("writer_id", pa.string(), nullable=False),
         ],
         "params": [
             pa.field("key", pa.string(), nullable=False),

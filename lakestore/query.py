@@ -50,17 +50,28 @@ _VIEWS = {
         FROM metrics GROUP BY experiment, run_id, key
     """,
     "run_states": """
-        SELECT experiment, run AS run_id,
-               arg_max(run_name, event_time) FILTER (WHERE run_name IS NOT NULL) AS run_name,
-               arg_max(status, event_time) AS status,
-               arg_min(parent_run_id, event_time)
-                   FILTER (WHERE parent_run_id IS NOT NULL) AS parent_run_id,
-               arg_max("user", event_time) AS "user",
-               arg_max(host, event_time) AS host,
-               min(start_time) AS start_time,
-               CASE WHEN arg_max(status, event_time) <> 'RUNNING'
-                    THEN max(end_time) END AS end_time
-        FROM runs_log GROUP BY experiment, run
+        WITH writers AS (  -- each writer's latest state of each run
+            SELECT experiment, run, writer_id, arg_max(status, event_time) AS status
+            FROM runs_log GROUP BY experiment, run, writer_id
+        ), running AS (
+            SELECT experiment, run, bool_or(status = 'RUNNING') AS running
+            FROM writers GROUP BY experiment, run
+        ), states AS (
+            SELECT experiment, run AS run_id,
+                   arg_max(run_name, event_time) FILTER (WHERE run_name IS NOT NULL) AS run_name,
+                   CASE WHEN any_value(running) THEN 'RUNNING'
+                        ELSE arg_max(status, event_time) END AS status,
+                   arg_min(parent_run_id, event_time)
+                       FILTER (WHERE parent_run_id IS NOT NULL) AS parent_run_id,
+                   arg_max("user", event_time) AS "user",
+                   arg_max(host, event_time) AS host,
+                   min(start_time) AS start_time,
+                   max(end_time) AS end_time
+            FROM runs_log JOIN running USING (experiment, run)
+            GROUP BY experiment, run
+        )
+        SELECT * REPLACE (CASE WHEN status = 'RUNNING' THEN NULL ELSE end_time END AS end_time)
+        FROM states
     """,
     "runs": """
         SELECT s.experiment, s.run_id, s.run_name, s.status, s.parent_run_id, s."user",

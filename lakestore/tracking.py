@@ -305,7 +305,7 @@ class Run:
             if self in stack:
                 _active_runs.set(tuple(run for run in stack if run is not self))
             self._writer.close()
-        elif self._writer.pending_files:
+        elif self._writer.holds_data:  # an earlier end() failed or was interrupted
             self._writer.flush()
         _open_runs.discard(self)
 
@@ -346,6 +346,7 @@ def _event(status: str, run: Run, *, event_time: int, **times: int | None) -> tu
         socket.gethostname(),
         times.get("start_time"),
         times.get("end_time"),
+        run._writer.writer_id,
     )
 
 
@@ -510,7 +511,11 @@ def start_run(
     now = _now_us()
     run._writer.append_rows("runs", [_event("RUNNING", run, event_time=now, start_time=now)])
     run._writer.append_rows("tags", tag_rows)
-    run.flush()  # the run is visible (and resumable by id) as soon as it starts
+    try:
+        run.flush()  # the run is visible (and resumable by id) as soon as it starts
+    except BaseException:
+        run._writer.discard()  # no run was started: leave nothing to be written later
+        raise
     _open_runs.add(run)
     _active_runs.set((*stack, run))
     return run
@@ -603,6 +608,12 @@ def _end_runs_at_exit() -> None:
     are still running may still log: then the runs are ended after they finish.
     """
     if _script_threads_running():
+        # Write what is logged so far while uploads still work, then end after the threads.
+        for run in list(_open_runs):
+            try:
+                run.flush()
+            except Exception as error:
+                logger.error("lakestore could not flush run %s at exit: %s", run.run_id, error)
         atexit.register(_end_open_runs)
     else:
         _end_open_runs()
@@ -644,12 +655,21 @@ def _register_exit_handler() -> None:
     """
     global _exit_handler_registered
     if not _exit_handler_registered:
-        getattr(threading, "_register_atexit", atexit.register)(_end_runs_at_exit)
+        try:
+            getattr(threading, "_register_atexit", atexit.register)(_end_runs_at_exit)
+        except RuntimeError:  # the main thread has already finished: exit is under way
+            atexit.register(_end_open_runs)
         _exit_handler_registered = True
 
 
 def _forget_runs_after_fork() -> None:
-    """In a forked child, the parent's runs belong to the parent: never end or write them."""
+    """In a forked child, the parent's runs belong to the parent: never end or write them.
+
+    Locks another thread of the parent held at the fork stay held in the child: renew them.
+    """
+    global _storages_lock, _clock_lock
+    _storages_lock = threading.Lock()
+    _clock_lock = threading.Lock()
     for run in _open_runs:
         run._writer.abandon_after_fork()
     _open_runs.clear()

@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor  # imported now: not at interpreter exit
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
@@ -231,7 +231,8 @@ class RunWriter:
             if self._pid != os.getpid():
                 raise RunEndedError(
                     f"run {self.run_id} belongs to process {self._pid}; a forked process "
-                    f"logs to it with its own lakestore.start_run(run_id={self.run_id!r})"
+                    f"logs to it through its own lakestore.start_run(run_id={self.run_id!r}, "
+                    "store=...), as another writer of the same run"
                 )
             raise RunEndedError(
                 f"run {self.run_id} has ended; start_run(run_id={self.run_id!r}) resumes it"
@@ -390,6 +391,22 @@ class RunWriter:
                 return
         self.flush()
 
+    def discard(self) -> None:
+        """Stop the background thread and drop everything buffered, writing nothing."""
+        with self._lock:
+            self._closed = True
+            self._room.notify_all()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self._drop_buffers()
+
+    def _drop_buffers(self) -> None:
+        self._metrics = _MetricBuffer()
+        self._sealed, self._unwritten = [], []
+        self._rows = {"runs": [], "params": [], "tags": []}
+        self._pending_rows = 0
+
     def abandon_after_fork(self) -> None:
         """In a forked child: disown this writer, whose thread and data stay with the parent.
 
@@ -399,9 +416,7 @@ class RunWriter:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._flush_lock = threading.Lock()
-        self._metrics = _MetricBuffer()
-        self._sealed, self._unwritten = [], []
-        self._rows = {"runs": [], "params": [], "tags": []}
+        self._drop_buffers()
         self._closed = True
 
     @property
@@ -410,9 +425,12 @@ class RunWriter:
         return self._closed
 
     @property
-    def pending_files(self) -> int:
-        """Files named but not yet written (after failed flushes)."""
-        return len(self._unwritten)
+    def holds_data(self) -> bool:
+        """True while some logged rows are not yet written to the store."""
+        with self._lock:
+            return bool(
+                self._unwritten or self._sealed or self._metrics.values or any(self._rows.values())
+            )
 
 
 def _undo(

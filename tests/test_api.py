@@ -564,3 +564,57 @@ def test_a_resumed_run_keeps_the_earliest_param_value(tmp_path: Path) -> None:
             resumed.log_param("lr", 0.2)
     with lakestore.connect(uri) as store:
         assert store.sql("SELECT value FROM params").fetchall() == [("0.1",)]
+
+
+def test_a_run_stays_running_while_any_of_its_writers_runs(tmp_path: Path) -> None:
+    import threading
+
+    uri = str(tmp_path)
+    rank0 = lakestore.start_run(store=uri)
+    # Rank 1 writes the same run from elsewhere (a thread here: it has no active run).
+    rank1 = threading.Thread(target=lambda: lakestore.start_run(rank0.run_id, store=uri).end())
+    rank1.start()
+    rank1.join()
+    assert _runs(uri)[rank0.run_id]["status"] == "RUNNING"
+    assert _runs(uri)[rank0.run_id]["end_time"] is None
+    rank0.end("FAILED")
+    assert _runs(uri)[rank0.run_id]["status"] == "FAILED"
+
+
+def test_an_end_interrupted_by_ctrl_c_is_completed_by_the_next_end(tmp_path: Path) -> None:
+    import signal
+
+    uri = str(tmp_path)
+    run = lakestore.start_run(store=uri, flush_interval=3600, flush_rows=10_000_000)
+    run.log_metric_series("loss", np.zeros(3_000_000))
+    for step in range(1000):
+        run.log_metric("acc", 1.0, step=step)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+        with pytest.raises(KeyboardInterrupt):
+            run.end()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    run.end()
+    with lakestore.connect(uri) as store:
+        counts = dict(store.sql("SELECT key, count(*) FROM metrics GROUP BY key").fetchall())
+    assert counts == {"loss": 3_000_000, "acc": 1000}
+    assert _runs(uri)[run.run_id]["status"] == "FINISHED"
+
+
+def test_a_start_that_cannot_write_leaves_no_run_behind(tmp_path: Path) -> None:
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the runs folder should be")
+    with pytest.raises(lakestore.LakestoreError, match="could not write"):
+        lakestore.start_run(store=str(tmp_path), flush_interval=0.05)
+    time.sleep(0.2)  # no background flush is left to write the run later
+    blocker.unlink()
+    time.sleep(0.2)
+    assert not list(tmp_path.glob("runs/*/*/*.parquet"))
+    assert lakestore.active_run() is None

@@ -144,7 +144,8 @@ def test_forked_children_leave_the_parents_run_alone(tmp_path: Path) -> None:
     run_id, *told = out.splitlines()
     assert told == [
         f"child: run {run_id} belongs to process {process.pid}; a forked process logs to it "
-        f"with its own lakestore.start_run(run_id={run_id!r})"
+        f"through its own lakestore.start_run(run_id={run_id!r}, store=...), as another "
+        "writer of the same run"
     ]
     with lakestore.connect(uri) as store:
         steps = [row[0] for row in store.sql("SELECT step FROM metrics ORDER BY step").fetchall()]
