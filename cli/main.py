@@ -1,35 +1,27 @@
-"""``lakestore``: query a store from the shell.
+"""``lakestore``: search, compare and export runs from the shell.
 
-Each command parses its arguments, makes one library call and prints the result. Errors
-that lakestore raises on purpose print as one line on stderr and exit with status 1.
+Each command parses its arguments, makes one library call and prints the result through
+:mod:`lakestore_cli.output`. Errors print as one line on stderr and exit with status 1.
 """
 
 from __future__ import annotations
 
-import enum
-import json
-import sys
-from typing import Annotated, Any
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 import lakestore
 from lakestore.errors import LakestoreError
+from lakestore_cli.output import OutputFormat, emit
 
 app = typer.Typer(
     help="Experiment tracking stored as a Parquet lakehouse, queried with DuckDB.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-class OutputFormat(enum.StrEnum):
-    """How query results are printed."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-
 
 StoreOption = Annotated[
     str | None,
@@ -42,11 +34,39 @@ StoreOption = Annotated[
         show_default=False,
     ),
 ]
+FormatOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format [default: table in a terminal, csv when piped].",
+        show_default=False,
+    ),
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write to this file instead, in the format its extension names "
+        "(.parquet, .csv, .json/.jsonl, .arrow/.feather).",
+    ),
+]
 
 
-def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(code=1)
+@contextlib.contextmanager
+def _store(uri: str | None) -> Iterator[lakestore.Store]:
+    """The opened store; any error of lakestore, DuckDB or Arrow becomes one line and exit 1."""
+    import duckdb
+    import pyarrow
+
+    try:
+        with lakestore.connect(uri) as store:
+            yield store
+    except (LakestoreError, duckdb.Error, pyarrow.ArrowException, OSError) as error:
+        # A query runs when its rows are fetched, so DuckDB's errors can arrive here too.
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
 
 
 @app.callback()
@@ -59,43 +79,114 @@ def query(
     sql: Annotated[
         str,
         typer.Argument(
-            help="The SQL query, over the views runs, params, metrics, tags and experiments."
+            help="The SQL query, over the views runs, params, metrics, metric_summary, tags "
+            "and experiments (see docs/QUERYING.md)."
         ),
     ],
     store: StoreOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.table,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
 ) -> None:
     """Run a SQL query over a store and print the result."""
-    import duckdb
-    import pyarrow
-
-    try:
-        with lakestore.connect(store) as opened:
-            relation = opened.sql(sql)
-            if relation is None:  # a statement with no result
-                return
-            _print_relation(relation, output_format)
-    except (LakestoreError, duckdb.Error, pyarrow.ArrowException) as error:
-        # A query runs when its rows are fetched, so DuckDB's errors can arrive here too.
-        raise _fail(error) from None
+    with _store(store) as opened:
+        emit(opened.sql(sql), output_format, output)
 
 
-def _print_relation(relation: Any, output_format: OutputFormat) -> None:
-    if output_format is OutputFormat.table:
-        relation.show(max_rows=1000, max_width=200)
-        return
-    table = relation.to_arrow_table()
-    if output_format is OutputFormat.csv:
-        import pyarrow.csv
-
-        pyarrow.csv.write_csv(table, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        return
-    for row in table.to_pylist():
-        sys.stdout.write(json.dumps(row, default=_json_default, allow_nan=True) + "\n")
+@app.command()
+def experiments(
+    store: StoreOption = None, output_format: FormatOption = None, output: OutputOption = None
+) -> None:
+    """List the experiments with their number of runs."""
+    with _store(store) as opened:
+        emit(opened.sql("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
 
 
-def _json_default(value: object) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+@app.command()
+def runs(
+    experiment: Annotated[
+        list[str] | None, typer.Argument(help="Only runs of these experiments.")
+    ] = None,
+    filter_string: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help="MLflow-style filter, e.g. \"metrics.acc > 0.9 and params.opt = 'adam'\".",
+        ),
+    ] = None,
+    order_by: Annotated[
+        list[str] | None,
+        typer.Option("--order-by", help="Sort key, e.g. 'metrics.acc DESC'; repeatable."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 100,
+    store: StoreOption = None,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Search runs: one row per run, with its params and latest metrics as columns."""
+    with _store(store) as opened:
+        found = opened.search_runs(
+            filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
+        )
+        emit(found, output_format, output)
+
+
+@app.command()
+def compare(
+    run_ids: Annotated[list[str], typer.Argument(help="The runs to put side by side.")],
+    differences: Annotated[
+        bool, typer.Option("--diff", help="Only keys whose values differ between the runs.")
+    ] = False,
+    store: StoreOption = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Params and latest metrics of runs side by side: a column per run."""
+    with _store(store) as opened:
+        sides = opened.compare(run_ids, only_differences=differences)
+        for title, relation in (("params", sides.params), ("metrics", sides.metrics)):
+            emit(relation, output_format, None, title=title)
+
+
+@app.command()
+def history(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Metric key; repeatable.")
+    ] = None,
+    points: Annotated[
+        int | None, typer.Option("--points", help="Downsample to this many points a series.")
+    ] = None,
+    store: StoreOption = None,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Print the history of a run's metrics."""
+    with _store(store) as opened:
+        emit(opened.metric_history(run_id, metric, points=points), output_format, output)
+
+
+@app.command()
+def export(
+    view: Annotated[
+        str,
+        typer.Argument(help="What to export: runs, params, metrics, metric_summary, tags."),
+    ],
+    output: Annotated[Path, typer.Argument(help="The file; its extension names the format.")],
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option("--experiment", "-e", help="Only these experiments; repeatable."),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Export a view of the store to a Parquet, CSV, JSON lines or Arrow file."""
+    views = ("runs", "params", "metrics", "metric_summary", "tags", "experiments")
+    if view not in views:
+        typer.echo(f"error: cannot export {view!r}; choose one of {', '.join(views)}", err=True)
+        raise typer.Exit(code=1)
+    with _store(store) as opened:
+        if experiment:
+            relation = opened.sql(
+                f"SELECT * FROM {view} WHERE list_contains(?, experiment)", [experiment]
+            )
+        else:
+            relation = opened.sql(f"SELECT * FROM {view}")
+        emit(relation, None, output)
