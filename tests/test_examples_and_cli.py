@@ -111,3 +111,27 @@ def test_query_on_a_missing_store_says_so(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("error: no lakestore store at")
     assert "Traceback" not in done.stderr
+
+
+def test_sweep_example_then_direct_reads(tmp_path: Path) -> None:
+    swept = _run([sys.executable, str(ROOT / "examples" / "sweep.py")], cwd=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    assert "trial-" in swept.stdout
+    with lakestore.connect(str(tmp_path / "lakestore-data")) as store:
+        assert store.sql("SELECT count(*) FROM runs").fetchall() == [(51,)]
+        children = store.sql("SELECT count(*) FROM runs WHERE parent_run_id IS NOT NULL")
+        assert children.fetchall() == [(50,)]
+    read = _run([sys.executable, str(ROOT / "examples" / "read_directly.py")], cwd=tmp_path)
+    assert read.returncode == 0, read.stderr
+    assert "sweep-demo" in read.stdout
+    assert "FINISHED" in read.stdout
+
+
+def test_s3_example_against_the_loopback_endpoint(tmp_path: Path, s3_env: str) -> None:
+    from tests.conftest import make_bucket
+
+    uri = f"s3://{make_bucket(s3_env)}/team"
+    done = _run([sys.executable, str(ROOT / "examples" / "log_to_s3.py"), uri], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "remote" in done.stdout
+    assert "FINISHED" in done.stdout
