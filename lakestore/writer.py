@@ -375,12 +375,7 @@ class RunWriter:
         The final flush is tried again after each of CLOSE_RETRY_DELAYS; if it still fails,
         FlushError is raised and the rows stay buffered: flush() retries them.
         """
-        with self._lock:
-            self._closed = True
-            self._room.notify_all()
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        self._stop_thread()
         for delay in CLOSE_RETRY_DELAYS:
             try:
                 self.flush()
@@ -393,13 +388,17 @@ class RunWriter:
 
     def discard(self) -> None:
         """Stop the background thread and drop everything buffered, writing nothing."""
+        self._stop_thread()
+        self._drop_buffers()
+
+    def _stop_thread(self) -> None:
+        """Close the writer to logging and wait for the background flush to finish."""
         with self._lock:
             self._closed = True
             self._room.notify_all()
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
-        self._drop_buffers()
 
     def _drop_buffers(self) -> None:
         self._metrics = _MetricBuffer()
