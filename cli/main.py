@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 import lakestore
+import lakestore.compaction
 from lakestore.errors import LakestoreError
 from lakestore_cli.output import OutputFormat, emit
 
@@ -55,18 +56,24 @@ OutputOption = Annotated[
 
 
 @contextlib.contextmanager
-def _store(uri: str | None) -> Iterator[lakestore.Store]:
-    """The opened store; any error of lakestore, DuckDB or Arrow becomes one line and exit 1."""
+def _errors() -> Iterator[None]:
+    """Any error of lakestore, DuckDB or Arrow becomes one line on stderr and exit 1."""
     import duckdb
     import pyarrow
 
     try:
-        with lakestore.connect(uri) as store:
-            yield store
+        yield
     except (LakestoreError, duckdb.Error, pyarrow.ArrowException, OSError) as error:
         # A query runs when its rows are fetched, so DuckDB's errors can arrive here too.
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=1) from None
+
+
+@contextlib.contextmanager
+def _store(uri: str | None) -> Iterator[lakestore.Store]:
+    """The opened store, with errors reported as by _errors()."""
+    with _errors(), lakestore.connect(uri) as store:
+        yield store
 
 
 @app.callback()
@@ -190,3 +197,32 @@ def export(
         else:
             relation = opened.sql(f"SELECT * FROM {view}")
         emit(relation, None, output)
+
+
+@app.command()
+def compact(
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    grace: Annotated[
+        float,
+        typer.Option(help="Seconds to keep replaced files for queries already running."),
+    ] = lakestore.compaction.DEFAULT_GRACE,
+    store: StoreOption = None,
+) -> None:
+    """Merge each run's small files into one; safe while runs write and queries read."""
+    import sys
+
+    from rich.progress import Progress
+
+    with _errors(), Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("compacting", total=None)
+        written = lakestore.compact(
+            store,
+            experiment=experiment,
+            run_id=run_id,
+            grace=grace,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    typer.echo(f"compacted {written} run folder(s)", err=True)

@@ -1,5 +1,6 @@
 """lakestore: experiment tracking stored as a Parquet lakehouse, queried with DuckDB."""
 
+from lakestore.compaction import compact_store as compact
 from lakestore.errors import LakestoreError
 from lakestore.query import Store, connect
 from lakestore.tracking import (
@@ -26,6 +27,7 @@ __all__ = [
     "Run",
     "Store",
     "active_run",
+    "compact",
     "connect",
     "end_run",
     "get_store_uri",

@@ -10,7 +10,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lakestore import format, search
+from lakestore import compaction, format, search
 from lakestore.errors import QueryError, StoreError
 from lakestore.storage import Storage, open_storage
 
@@ -103,38 +103,29 @@ class Store:
         self.connection = duckdb.connect()
         if storage.fs is not None:
             self.connection.register_filesystem(storage.fs)
-        self._empty_tables: set[str] = set()
+        self._has_files: dict[str, bool] = {}
         try:
-            for table in format.TABLES:
-                self._create_log_view(table)
+            self._refresh_files()
             for name, body in _VIEWS.items():
                 self.connection.execute(f"CREATE VIEW {name} AS {body}")
         except duckdb.Error as error:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
 
-    def _create_log_view(self, table: str) -> None:
-        """(Re)define the view over ``table``'s files; an empty one until it has files."""
-        self.connection.execute(
-            f"CREATE OR REPLACE VIEW {table}_log AS {self._table_source(table)}"
-        )
+    def _refresh_files(self) -> None:
+        """Point each ``<table>_log`` view at the table's live files, listed now.
 
-    def _table_source(self, table: str) -> str:
-        """SQL reading every file of ``table``, or an empty relation of its schema."""
-        pattern = f"{table}/*/*/*.parquet"
-        self._empty_tables.discard(table)
-        if self.storage.glob(pattern):
-            path = self.storage.path(pattern).replace("'", "''")
-            return (
-                f"SELECT * FROM read_parquet('{path}', hive_partitioning = true, "
-                "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
-            )
-        columns = [
-            f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"'
-            for field in format.arrow_schema(table)
-        ]
-        columns += [f"NULL::VARCHAR AS {key}" for key in format.PARTITION_KEYS]
-        self._empty_tables.add(table)
-        return f"SELECT {', '.join(columns)} WHERE false"
+        The list leaves out files a compaction replaced (see lakestore.compaction), so
+        every row is read once even while a compaction runs.
+        """
+        for table in format.TABLES:
+            files = [self.storage.path(path) for path in compaction.live_files(self.storage, table)]
+            if files:
+                self.connection.execute(f"SET VARIABLE {table}_files = $1", [files])
+            if self._has_files.get(table) != bool(files):
+                self._has_files[table] = bool(files)
+                self.connection.execute(
+                    f"CREATE OR REPLACE VIEW {table}_log AS {_table_source(table, bool(files))}"
+                )
 
     def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run a SQL query over the store's views.
@@ -145,8 +136,7 @@ class Store:
         import duckdb
 
         try:
-            for table in list(self._empty_tables):  # tables that got their first files
-                self._create_log_view(table)
+            self._refresh_files()
             return self.connection.sql(query, params=params)
         except duckdb.Error as error:
             raise QueryError(f"{type(error).__name__}: {error}") from None
@@ -317,6 +307,21 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _table_source(table: str, has_files: bool) -> str:
+    """SQL reading the live files of ``table``, or an empty relation of its schema."""
+    if has_files:
+        return (
+            f"SELECT * FROM read_parquet(getvariable('{table}_files'), hive_partitioning = true, "
+            "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
+        )
+    columns = [
+        f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"'
+        for field in format.arrow_schema(table)
+    ]
+    columns += [f"NULL::VARCHAR AS {key}" for key in format.PARTITION_KEYS]
+    return f"SELECT {', '.join(columns)} WHERE false"
 
 
 class Comparison(NamedTuple):

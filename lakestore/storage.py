@@ -72,6 +72,18 @@ class Storage(ABC):
     def glob(self, pattern: str) -> list[str]:
         """The relative paths matching ``pattern`` (``*`` within one path segment)."""
 
+    @abstractmethod
+    def open_read(self, relative: str) -> BinaryIO:
+        """``relative`` opened for reading, seekable (Parquet readers read the footer first)."""
+
+    @abstractmethod
+    def delete(self, relative: str) -> None:
+        """Remove ``relative``; a file already gone is fine."""
+
+    @abstractmethod
+    def modified(self, relative: str) -> float:
+        """When ``relative`` was last written, in seconds since the epoch."""
+
 
 class LocalStorage(Storage):
     """A store in a local folder."""
@@ -127,6 +139,15 @@ class LocalStorage(Storage):
         start = len(self.url) + 1
         return sorted(path[start:] for path in glob.glob(glob.escape(self.url) + "/" + pattern))
 
+    def open_read(self, relative: str) -> BinaryIO:
+        return open(self.path(relative), "rb")
+
+    def delete(self, relative: str) -> None:
+        _remove_quietly(self.path(relative))
+
+    def modified(self, relative: str) -> float:
+        return os.path.getmtime(self.path(relative))
+
 
 class FsspecStorage(Storage):
     """A store on any filesystem fsspec reaches, written as an object store: one PUT a file."""
@@ -177,6 +198,19 @@ class FsspecStorage(Storage):
         assert self.fs is not None
         start = len(self._root) + 1
         return sorted(path[start:] for path in self.fs.glob(self._full(pattern)))
+
+    def open_read(self, relative: str) -> BinaryIO:
+        assert self.fs is not None
+        return self.fs.open(self._full(relative), "rb")  # type: ignore[no-any-return]
+
+    def delete(self, relative: str) -> None:
+        assert self.fs is not None
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._full(relative))
+
+    def modified(self, relative: str) -> float:
+        assert self.fs is not None
+        return float(self.fs.modified(self._full(relative)).timestamp())
 
 
 def open_storage(

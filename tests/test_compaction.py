@@ -1,0 +1,153 @@
+"""Compaction: one file per run and table, exact rows for every reader, even concurrently."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import lakestore
+from lakestore import compaction
+from lakestore.storage import open_storage
+from lakestore_cli.main import app
+from tests.conftest import fresh_store_uri
+from tests.readers import READERS
+
+CHILD = str(Path(__file__).with_name("child_writer.py"))
+
+
+def _log_in_many_files(uri: str, flushes: int = 5) -> str:
+    with lakestore.start_run(store=uri, experiment="e", tags={"t": "0"}) as run:
+        for flush in range(flushes):
+            for step in range(flush * 100, flush * 100 + 100):
+                run.log_metric("loss", float(step), step=step)
+            run.log_param(f"p{flush}", flush)
+            run.set_tag("t", str(flush))
+            run.flush()
+    return run.run_id
+
+
+def _files(uri: str, table: str) -> list[str]:
+    return open_storage(uri).glob(f"{table}/*/*/*.parquet")
+
+
+def test_compaction_leaves_one_file_per_run_and_the_same_rows(store_uri: str) -> None:
+    run_id = _log_in_many_files(store_uri)
+    before = {table: READERS["duckdb"](store_uri, table) for table in ("metrics", "params", "tags")}
+    assert len(_files(store_uri, "metrics")) == 5
+
+    assert lakestore.compact(store_uri, grace=0) == 4  # runs, params, metrics, tags
+    for table in ("runs", "params", "metrics", "tags"):
+        assert len(_files(store_uri, table)) == 1
+    for table, rows in before.items():
+        for read in READERS.values():  # plain globs are exact once replaced files are gone
+            assert read(store_uri, table) == rows
+    with lakestore.connect(store_uri) as store:
+        assert store.sql("SELECT count(*), count(DISTINCT step) FROM metrics").fetchall() == [
+            (500, 500)
+        ]
+        assert store.sql("SELECT value FROM tags").fetchall() == [("4",)]
+        assert store.sql("SELECT run_id, status FROM runs").fetchall() == [(run_id, "FINISHED")]
+    assert lakestore.compact(store_uri, grace=0) == 0  # nothing left to merge
+
+
+def test_during_the_grace_period_glob_readers_see_duplicates_and_lakestore_does_not(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path)
+    _log_in_many_files(uri)
+    storage = open_storage(uri)
+    folder = storage.glob("metrics/*/*")[0]
+    assert compaction.compact_folder(storage, "metrics", folder)
+    assert len(READERS["duckdb"](uri, "metrics")) == 1000  # as docs/FORMAT.md says
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(500,)]
+    assert compaction.delete_replaced(storage, folder, grace=60) == 0  # too recent
+    # As after a compaction that stopped before deleting: nothing more to merge, and the
+    # next compaction deletes the leftovers.
+    assert not compaction.compact_folder(storage, "metrics", folder)
+    assert compaction.compact(storage, grace=0) == 3  # the other tables
+    assert len(READERS["duckdb"](uri, "metrics")) == 500
+
+
+def test_a_later_compaction_merges_the_compacted_file_with_new_ones(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    run_id = _log_in_many_files(uri)
+    lakestore.compact(uri, grace=0)
+    with lakestore.start_run(run_id, store=uri) as run:
+        run.log_metric("loss", -1.0, step=1000)
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(501,)]
+    lakestore.compact(uri, grace=0)
+    assert len(_files(uri, "metrics")) == 1
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(501,)]
+        assert store.sql("SELECT status FROM runs").fetchall() == [("FINISHED",)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_queries_are_exact_while_a_writer_and_compactions_run(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    uri = fresh_store_uri(backend, request)
+    writer = subprocess.Popen(
+        [sys.executable, CHILD, "forever", uri, "0.02"], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    writer.stdout.readline()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def compact_repeatedly() -> None:
+        while not stop.is_set():
+            try:
+                lakestore.compact(uri, grace=3)
+            except BaseException as error:  # reported by the test below
+                errors.append(error)
+                return
+
+    compactors = [threading.Thread(target=compact_repeatedly) for _ in range(2)]
+    for thread in compactors:
+        thread.start()
+    checked = 0
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            with lakestore.connect(uri) as store:
+                rows, distinct, top = store.sql(
+                    "SELECT count(*), count(DISTINCT step), coalesce(max(step), -1) FROM metrics"
+                ).fetchall()[0]
+            assert rows == distinct == top + 1, "a query saw duplicates or a gap"
+            checked += 1
+    finally:
+        stop.set()
+        for thread in compactors:
+            thread.join()
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    assert not errors, errors
+    assert checked >= 3
+    lakestore.compact(uri, grace=0)
+    for read in READERS.values():
+        steps = sorted(row[4] for row in read(uri, "metrics"))
+        assert steps == list(range(len(steps)))
+
+
+def test_compact_command(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    _log_in_many_files(uri)
+    result = CliRunner().invoke(app, ["compact", "-s", uri, "--grace", "0"])
+    assert result.exit_code == 0, result.output
+    assert "compacted 4 run folder(s)" in result.stderr
+    assert len(_files(uri, "metrics")) == 1
+    missing = CliRunner().invoke(app, ["compact", "-s", str(tmp_path / "none")])
+    assert missing.exit_code == 1
+    assert "no lakestore store" in missing.stderr
