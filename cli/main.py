@@ -7,6 +7,8 @@ Each command parses its arguments, makes one library call and prints the result 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +18,7 @@ import typer
 import lakestore
 import lakestore.compaction
 from lakestore.errors import LakestoreError
-from lakestore_cli.output import OutputFormat, emit
+from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
 
 app = typer.Typer(
     help="Experiment tracking stored as a Parquet lakehouse, queried with DuckDB.",
@@ -63,6 +65,9 @@ def _errors() -> Iterator[None]:
 
     try:
         yield
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(code=0) from None
     except (LakestoreError, duckdb.Error, pyarrow.ArrowException, OSError) as error:
         # A query runs when its rows are fetched, so DuckDB's errors can arrive here too.
         typer.echo(f"error: {error}", err=True)
@@ -145,12 +150,16 @@ def compare(
     ] = False,
     store: StoreOption = None,
     output_format: FormatOption = None,
+    output: OutputOption = None,
 ) -> None:
     """Params and latest metrics of runs side by side: a column per run."""
     with _store(store) as opened:
         sides = opened.compare(run_ids, only_differences=differences)
-        for title, relation in (("params", sides.params), ("metrics", sides.metrics)):
-            emit(relation, output_format, None, title=title)
+        if output is None and resolve_format(output_format) is OutputFormat.table:
+            for title, relation in (("params", sides.params), ("metrics", sides.metrics)):
+                emit(relation, OutputFormat.table, None, title=title)
+        else:  # one table that parses back: a section column, values as text
+            emit(side_by_side(sides.params, sides.metrics), output_format, output)
 
 
 @app.command()
@@ -212,8 +221,6 @@ def compact(
     store: StoreOption = None,
 ) -> None:
     """Merge each run's small files into one; safe while runs write and queries read."""
-    import sys
-
     from rich.progress import Progress
 
     with _errors(), Progress(transient=True, disable=not sys.stderr.isatty()) as bar:

@@ -38,8 +38,31 @@ _FILE_FORMATS = {
 }
 
 
+def resolve_format(output_format: OutputFormat | None) -> OutputFormat:
+    """The format asked for, else a table in a terminal and CSV in a pipe."""
+    if output_format is not None:
+        return output_format
+    return OutputFormat.table if sys.stdout.isatty() else OutputFormat.csv
+
+
+def side_by_side(params: duckdb.DuckDBPyRelation, metrics: duckdb.DuckDBPyRelation) -> pa.Table:
+    """A comparison as one table: a ``section`` column, then key and one text column a run."""
+    import pyarrow as pa
+
+    parts = []
+    for section, relation in (("params", params), ("metrics", metrics)):
+        table = relation.to_arrow_table()
+        table = pa.table(
+            [pa.array([section] * table.num_rows, pa.string())]
+            + [column.cast(pa.string()) for column in table.columns],
+            names=["section", *table.column_names],
+        )
+        parts.append(table)
+    return pa.concat_tables(parts)
+
+
 def emit(
-    relation: duckdb.DuckDBPyRelation | None,
+    relation: duckdb.DuckDBPyRelation | pa.Table | None,
     output_format: OutputFormat | None,
     output: Path | None,
     *,
@@ -51,12 +74,11 @@ def emit(
     """
     if relation is None:  # a statement with no result
         return
-    table = relation.to_arrow_table()
+    table = relation if hasattr(relation, "num_rows") else relation.to_arrow_table()
     if output is not None:
         _write_file(table, output)
         return
-    if output_format is None:
-        output_format = OutputFormat.table if sys.stdout.isatty() else OutputFormat.csv
+    output_format = resolve_format(output_format)
     if output_format is OutputFormat.table:
         _print_table(table, title)
     elif output_format is OutputFormat.markdown:
@@ -66,7 +88,7 @@ def emit(
     elif output_format is OutputFormat.csv:
         import pyarrow.csv
 
-        pyarrow.csv.write_csv(table, sys.stdout.buffer)
+        pyarrow.csv.write_csv(_flat(table), sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
         _write_json_lines(table, sys.stdout)
@@ -88,7 +110,7 @@ def _write_file(table: pa.Table, output: Path) -> None:
     elif kind == "csv":
         import pyarrow.csv
 
-        pyarrow.csv.write_csv(table, output)
+        pyarrow.csv.write_csv(_flat(table), output)
     elif kind == "arrow":
         import pyarrow as pa
 
@@ -104,12 +126,39 @@ def _json_value(value: Any) -> Any:
         return None  # JSON has no NaN or infinity
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
+            return {str(key): _json_value(item) for key, item in value}  # an Arrow map
+        return [_json_value(item) for item in value]
     return value
 
 
+def _rows(table: pa.Table) -> list[list[Any]]:
+    """Rows as lists (not dicts, which would fold columns of the same name)."""
+    columns = [column.to_pylist() for column in table.columns]
+    return [list(row) for row in zip(*columns, strict=True)] if columns else []
+
+
+def _flat(table: pa.Table) -> pa.Table:
+    """Nested columns (maps, lists, structs) as JSON text, which CSV can hold."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            text = [
+                None if value is None else json.dumps(_json_value(value), ensure_ascii=False)
+                for value in table.column(index).to_pylist()
+            ]
+            table = table.set_column(index, field.name, pa.array(text, pa.string()))
+    return table
+
+
 def _write_json_lines(table: pa.Table, file: Any) -> None:
-    for row in table.to_pylist():
-        record = {key: _json_value(value) for key, value in row.items()}
+    names = table.column_names
+    for row in _rows(table):
+        record = {name: _json_value(value) for name, value in zip(names, row, strict=True)}
         file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
@@ -117,32 +166,35 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if hasattr(value, "isoformat"):
-        return value.isoformat(sep=" ", timespec="seconds")
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dict, list)):
+        return json.dumps(_json_value(value), ensure_ascii=False)
     return str(value)
 
 
 def _markdown(table: pa.Table) -> str:
     def escape(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
     lines = [
         "| " + " | ".join(escape(name) for name in table.column_names) + " |",
         "|" + "---|" * table.num_columns,
     ]
-    for row in table.to_pylist():
-        lines.append("| " + " | ".join(escape(_cell(value)) for value in row.values()) + " |")
+    for row in _rows(table):
+        lines.append("| " + " | ".join(escape(_cell(value)) for value in row) + " |")
     return "\n".join(lines)
 
 
 def _print_table(table: pa.Table, title: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     shown = Table(title=title, show_lines=False)
     for name in table.column_names:
-        shown.add_column(name, overflow="fold")
-    for row in table.slice(0, MAX_TABLE_ROWS).to_pylist():
-        shown.add_row(*(_cell(value) for value in row.values()))
+        shown.add_column(Text(name), overflow="fold")  # Text: data is never read as markup
+    for row in _rows(table.slice(0, MAX_TABLE_ROWS)):
+        shown.add_row(*(Text(_cell(value)) for value in row))
     console = Console()
     console.print(shown)
     if table.num_rows > MAX_TABLE_ROWS:

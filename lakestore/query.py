@@ -42,7 +42,7 @@ _VIEWS = {
     """,
     "metric_summary": """
         SELECT experiment, run_id, key,
-               arg_max(value, (step, timestamp)) AS latest,
+               arg_max(value, (step, timestamp, value)) AS latest,
                max(step) AS last_step,
                min(value) AS min,
                max(value) AS max,
@@ -225,6 +225,7 @@ class Store:
         per run (named by run id). With ``only_differences``, keys whose value is the same
         in every run are left out.
         """
+        run_ids = list(dict.fromkeys(run_ids))  # each run once, in the order given
         missing = set(run_ids) - {
             row[0]
             for row in self.sql(

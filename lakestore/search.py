@@ -56,6 +56,8 @@ ATTRIBUTES = {
     "experiment": "experiment",
 }
 _TIME_ATTRIBUTES = ("start_time", "end_time")
+MAX_DEPTH = 50
+"""Deepest nesting of parentheses a filter may use."""
 
 
 @dataclass
@@ -109,6 +111,7 @@ class _Parser:
         self.index = 0
         self.parameters: list[object] = []
         self.keys: list[Key] = []
+        self.depth = 0
 
     # -- token helpers ------------------------------------------------------------------
 
@@ -163,9 +166,13 @@ class _Parser:
 
     def _factor(self) -> str:
         if self.token.text == "(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise FilterError(f"parentheses nested deeper than {MAX_DEPTH} in the filter")
             self._advance()
             sql = self._or()
             self._expect_punct(")")
+            self.depth -= 1
             return f"({sql})"
         return self._comparison()
 

@@ -68,8 +68,11 @@ def test_compare_and_diff(store) -> None:
     uri, ids = store
     out = invoke("compare", ids[0], ids[2], "--diff", "-s", uri, "-f", "json")
     rows = [json.loads(line) for line in out.splitlines()]
-    assert rows[0] == {"key": "lr", ids[0]: "0.1", ids[2]: "0.001"}
-    assert {row["key"] for row in rows} == {"lr", "acc"}
+    assert rows[0] == {"section": "params", "key": "lr", ids[0]: "0.1", ids[2]: "0.001"}
+    assert {(row["section"], row["key"]) for row in rows} == {("params", "lr"), ("metrics", "acc")}
+    piped = _csv(invoke("compare", ids[0], ids[0], ids[1], "--diff", "-s", uri, "-f", "csv"))
+    assert [row["key"] for row in piped] == ["lr", "optimizer", "acc"]
+    assert list(piped[0]) == ["section", "key", ids[0], ids[1]]
     table = invoke("compare", ids[0], ids[1], "-s", uri, "-f", "table")
     assert "params" in table
     assert "optimizer" in table
@@ -149,3 +152,19 @@ def test_piped_output_is_csv_as_a_real_process(store, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert [row["run_name"] for row in _csv(done.stdout)] == ["r0", "r1", "r2"]
+
+
+def test_odd_values_print_in_every_format(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri, tags={"note": "[/x] [bold]hi[/bold] a|b\\c"}):
+        pass
+    table = invoke("query", "SELECT tags['note'] AS note FROM runs", "-s", uri, "-f", "table")
+    assert "[/x] [bold]hi[/bold]" in table
+    runs_csv = _csv(invoke("query", "SELECT run_id, tags FROM runs", "-s", uri, "-f", "csv"))
+    assert json.loads(runs_csv[0]["tags"]) == {"note": "[/x] [bold]hi[/bold] a|b\\c"}
+    nested = invoke(
+        "query", "SELECT [1.0, 'nan'::DOUBLE] AS x, 1 AS a, 2 AS b", "-s", uri, "-f", "json"
+    )
+    assert json.loads(nested) == {"x": [1.0, None], "a": 1, "b": 2}
+    markdown = invoke("query", "SELECT tags['note'] AS note FROM runs", "-s", uri, "-f", "markdown")
+    assert markdown.splitlines()[2] == "| [/x] [bold]hi[/bold] a\\|b\\\\c |"

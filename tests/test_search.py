@@ -97,13 +97,16 @@ def _names(store: lakestore.Store, filter_string: str, **options) -> list[str]:
         ("tags.team = 5", FilterError),
         ("attributes.color = 'red'", FilterError),
         ("foo.bar = 1", FilterError),
+        ("(" * 60 + "metrics.acc > 0" + ")" * 60, FilterError),
     ],
 )
 def test_filter_grammar(sweep, filter_string: str, expected) -> None:
     uri, _ = sweep
     with lakestore.connect(uri) as store:
         if expected is FilterError:
-            with pytest.raises(FilterError, match=r"position|compared|mix|unexpected"):
+            with pytest.raises(
+                FilterError, match=r"position|compared|mix|unexpected|nested deeper"
+            ):
                 store.search_runs(filter_string)
         else:
             assert set(_names(store, filter_string)) == expected
@@ -182,3 +185,16 @@ def test_search_compare_and_history_on_s3(s3_sweep) -> None:
         assert [row[0] for row in both.params.fetchall()] == ["lr", "my param", "optimizer"]
         history = store.metric_history(ids["a"], "acc").select("step, value").fetchall()
         assert history == [(0, 0.5), (10, 0.95)]
+
+
+def test_latest_breaks_ties_by_timestamp_then_value(tmp_path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        for value in (1.0, 3.0, 2.0):
+            run.log_metric("tied", value, step=1, timestamp=1000)
+        run.log_metric("later", 5.0, step=5, timestamp=1000)
+        run.log_metric("later", 6.0, step=5, timestamp=2000)
+        run.log_metric("later", 9.0, step=4, timestamp=3000)
+    with lakestore.connect(uri) as store:
+        latest = dict(store.sql("SELECT key, latest FROM metric_summary").fetchall())
+    assert latest == {"tied": 3.0, "later": 6.0}
