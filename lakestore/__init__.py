@@ -1,8 +1,8 @@
 """lakestore: experiment tracking stored as a Parquet lakehouse, queried with DuckDB."""
 
-from lakestore.compaction import compact_store as compact
+from typing import TYPE_CHECKING, Any
+
 from lakestore.errors import LakestoreError
-from lakestore.query import Store, connect
 from lakestore.tracking import (
     Run,
     active_run,
@@ -20,7 +20,30 @@ from lakestore.tracking import (
     start_run,
 )
 
+if TYPE_CHECKING:
+    from lakestore.compaction import compact_store as compact
+    from lakestore.query import Store, connect
+
 __version__ = "0.1.0"
+
+# The query layer loads on first use: a training script that only logs never pays for it.
+_LAZY = {
+    "Store": ("lakestore.query", "Store"),
+    "connect": ("lakestore.query", "connect"),
+    "compact": ("lakestore.compaction", "compact_store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lakestore' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "LakestoreError",
