@@ -16,7 +16,7 @@ import json
 import posixpath
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lakestore import format
 
@@ -28,6 +28,10 @@ REPLACES_KEY = b"lakestore.replaces"
 
 DEFAULT_GRACE = 30.0
 """Seconds between writing merged files and deleting the files they replace."""
+
+_LISTING_ATTEMPTS = 10
+
+T = TypeVar("T")
 
 _SORT_KEYS = {
     "metrics": [("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending")],
@@ -59,6 +63,30 @@ def _live_in_folder(storage: Storage, folder: str, names: list[str]) -> tuple[li
     return [name for name in names if name not in replaced], replaced
 
 
+def _list_folder(storage: Storage, folder: str) -> list[str]:
+    return [posixpath.basename(path) for path in storage.glob(f"{folder}/*.parquet")]
+
+
+def _on_current_listing(
+    storage: Storage, folder: str, action: Callable[[list[str]], T], names: list[str] | None = None
+) -> T:
+    """``action(names of folder's files)``, listed again while a listed file vanishes.
+
+    A concurrent compaction deletes the files it replaced once its grace has passed; the
+    listing made after that shows the file that replaced them.
+    """
+    for attempt in range(_LISTING_ATTEMPTS):
+        if names is None:
+            names = _list_folder(storage, folder)
+        try:
+            return action(names)
+        except FileNotFoundError:
+            if attempt == _LISTING_ATTEMPTS - 1:
+                raise
+            names = None
+    raise AssertionError("unreachable")
+
+
 def live_files(storage: Storage, table: str) -> list[str]:
     """The relative paths of ``table``'s files that hold current rows, each row once."""
     folders: dict[str, list[str]] = {}
@@ -67,7 +95,12 @@ def live_files(storage: Storage, table: str) -> list[str]:
         folders.setdefault(folder, []).append(name)
     live = []
     for folder, names in folders.items():
-        current, _ = _live_in_folder(storage, folder, names)
+        current = _on_current_listing(
+            storage,
+            folder,
+            lambda names, folder=folder: _live_in_folder(storage, folder, names)[0],
+            names,
+        )
         live.extend(f"{folder}/{name}" for name in current)
     return live
 
@@ -77,10 +110,15 @@ def compact_folder(storage: Storage, table: str, folder: str) -> bool:
 
     The merged files are not deleted here: see :func:`delete_replaced`.
     """
+    return _on_current_listing(
+        storage, folder, lambda names: _merge_folder(storage, table, folder, names)
+    )
+
+
+def _merge_folder(storage: Storage, table: str, folder: str, names: list[str]) -> bool:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = [posixpath.basename(path) for path in storage.glob(f"{folder}/*.parquet")]
     live, replaced = _live_in_folder(storage, folder, names)
     if len(live) < 2:
         return False
@@ -108,7 +146,12 @@ def delete_replaced(storage: Storage, folder: str, grace: float) -> int:
     seconds ago may still be in such a list, so they wait (whichever process compacted).
     Returns the number of files deleted.
     """
-    names = [posixpath.basename(path) for path in storage.glob(f"{folder}/*.parquet")]
+    return _on_current_listing(
+        storage, folder, lambda names: _delete_settled(storage, folder, names, grace)
+    )
+
+
+def _delete_settled(storage: Storage, folder: str, names: list[str], grace: float) -> int:
     compacted = [name for name in names if name.startswith(COMPACTED_PREFIX)]
     if not compacted:
         return 0

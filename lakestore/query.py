@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from lakestore import compaction, format, search
 from lakestore.errors import QueryError, StoreError
@@ -16,6 +17,10 @@ from lakestore.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     import duckdb
+
+_BIND_ATTEMPTS = 10
+
+T = TypeVar("T")
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -104,21 +109,26 @@ class Store:
         if storage.fs is not None:
             self.connection.register_filesystem(storage.fs)
         self._has_files: dict[str, bool] = {}
-        try:
-            self._refresh_files()
+
+        def create_views() -> None:
             for name, body in _VIEWS.items():
-                self.connection.execute(f"CREATE VIEW {name} AS {body}")
+                self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
+
+        try:
+            self._on_live_files(create_views)
         except duckdb.Error as error:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
 
-    def _refresh_files(self) -> None:
-        """Point each ``<table>_log`` view at the table's live files, listed now.
+    def _live_files(self) -> dict[str, list[str]]:
+        """Each table's live files, listed now (see lakestore.compaction): every row once."""
+        return {
+            table: [self.storage.path(path) for path in compaction.live_files(self.storage, table)]
+            for table in format.TABLES
+        }
 
-        The list leaves out files a compaction replaced (see lakestore.compaction), so
-        every row is read once even while a compaction runs.
-        """
-        for table in format.TABLES:
-            files = [self.storage.path(path) for path in compaction.live_files(self.storage, table)]
+    def _point_views_at(self, listing: dict[str, list[str]]) -> None:
+        """Point each ``<table>_log`` view at the files of ``listing``."""
+        for table, files in listing.items():
             if files:
                 self.connection.execute(f"SET VARIABLE {table}_files = $1", [files])
             if self._has_files.get(table) != bool(files):
@@ -127,17 +137,42 @@ class Store:
                     f"CREATE OR REPLACE VIEW {table}_log AS {_table_source(table, bool(files))}"
                 )
 
+    def _on_live_files(self, bind: Callable[[], T]) -> T:
+        """``bind()`` over the files live now; again over a new listing if a file vanished.
+
+        A compaction deletes the files it replaced a grace period after replacing them; a
+        listing made just before can name them. Binding a query reads file footers, so the
+        files it names must exist then; a later listing names the merged file instead.
+        """
+        import duckdb
+
+        for attempt in range(_BIND_ATTEMPTS):
+            listing = self._live_files()
+            try:
+                self._point_views_at(listing)
+                return bind()
+            except duckdb.Error as error:
+                # Errors of Python filesystems (fsspec) arrive as a plain duckdb.Error.
+                missing_file = isinstance(error, duckdb.IOException) or type(error) is duckdb.Error
+                if (
+                    not missing_file
+                    or attempt == _BIND_ATTEMPTS - 1
+                    or self._live_files() == listing
+                ):
+                    raise
+        raise AssertionError("unreachable")
+
     def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run a SQL query over the store's views.
 
         The result is a DuckDB relation: ``.arrow()``, ``.pl()``, ``.df()``, ``.fetchall()``,
-        ``.write_csv(path)``, ``.write_parquet(path)``.
+        ``.write_csv(path)``, ``.write_parquet(path)``. It reads the files that were live
+        when this was called; docs/QUERYING.md says how long they are kept.
         """
         import duckdb
 
         try:
-            self._refresh_files()
-            return self.connection.sql(query, params=params)
+            return self._on_live_files(lambda: self.connection.sql(query, params=params))
         except duckdb.Error as error:
             raise QueryError(f"{type(error).__name__}: {error}") from None
 
