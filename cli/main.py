@@ -213,14 +213,14 @@ def compact(
     experiment: Annotated[
         str | None, typer.Option("--experiment", "-e", help="Only this experiment.")
     ] = None,
-    run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     grace: Annotated[
         float,
         typer.Option(help="Seconds to keep replaced files for queries already running."),
     ] = lakestore.compaction.DEFAULT_GRACE,
     store: StoreOption = None,
 ) -> None:
-    """Merge each run's small files into one; safe while runs write and queries read."""
+    """Merge each experiment's small files into a few large ones; safe while runs write
+    and queries read."""
     from rich.progress import Progress
 
     with _errors(), Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
@@ -228,8 +228,7 @@ def compact(
         written = lakestore.compact(
             store,
             experiment=experiment,
-            run_id=run_id,
             grace=grace,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    typer.echo(f"compacted {written} run folder(s)", err=True)
+    typer.echo(f"wrote {written} part(s)", err=True)

@@ -1,12 +1,16 @@
-"""Compaction: merge a run's small files into one, and tell readers which files are current.
+"""Compaction: merge an experiment's small files into a few large parts, and tell readers
+which files are current.
 
-Every flush adds files, so a long run holds many small ones. Compacting a run's table writes
-one file, ``compact-<hash of what it replaces>.parquet``, whose Parquet metadata lists every
-file it replaces (its inputs and, transitively, what earlier compacted inputs replaced),
-then deletes the inputs. The *live* files of a table are all files but the replaced ones;
-lakestore's readers read only those, so they see every row exactly once even while a
-compaction runs. Two compactions of the same files write the same name and the same rows; a
-compacted file whose replaced set is contained in another's is itself replaced.
+Every flush adds a file in a run's folder, so a store of many runs holds many small files,
+and listing them alone takes longer than a search should. Compacting a table of an
+experiment writes one *part*, ``compacted/<table>/experiment=<e>/part-<hash>.parquet``,
+holding the rows of the experiment's run files and of its small parts, sorted by run, with
+a ``run`` column. Its Parquet metadata lists the files it replaces; they are deleted after a
+grace period. The *live* files of a table are all files but the replaced ones; lakestore's
+readers read only those, so they see every row exactly once even while a compaction runs.
+A metrics part comes with a summary file of the same name under ``compacted/
+metric_summaries``: each run's count, min, max and latest value of each key, so that a
+search across runs reads little. docs/FORMAT.md is the contract.
 """
 
 from __future__ import annotations
@@ -15,193 +19,361 @@ import hashlib
 import json
 import posixpath
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 
 from lakestore import format
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from lakestore.storage import Storage
 
-COMPACTED_PREFIX = "compact-"
+COMPACTED_ROOT = "compacted"
+SUMMARIES = "metric_summaries"
+PART_PREFIX = "part-"
 REPLACES_KEY = b"lakestore.replaces"
 
 DEFAULT_GRACE = 30.0
-"""Seconds between writing merged files and deleting the files they replace."""
+"""Seconds between writing a part and deleting the files it replaces."""
 
+PART_ROWS = 8 * 1024 * 1024
+"""A part with fewer rows is merged again by the next compaction."""
+
+ROW_GROUP_ROWS = 128 * 1024
+_CHUNK_ROWS = 1024 * 1024
+_READ_THREADS = 16
 _LISTING_ATTEMPTS = 10
+
+_SORT_KEYS = {
+    "metrics": ["run", "key", "step", "timestamp"],
+    "params": ["run", "key", "timestamp"],
+    "tags": ["run", "key", "timestamp"],
+    "runs": ["run", "event_time"],
+}
+
+_SUMMARY_SQL = """
+    SELECT run, key,
+           arg_max(value, (step, timestamp, value)) AS latest,
+           max(step) AS latest_step,
+           arg_max(timestamp, (step, timestamp, value)) AS latest_timestamp,
+           min(value) AS min, max(value) AS max, count(*) AS count
+    FROM chunk GROUP BY run, key ORDER BY run, key
+"""
 
 T = TypeVar("T")
 
-_SORT_KEYS = {
-    "metrics": [("key", "ascending"), ("step", "ascending"), ("timestamp", "ascending")],
-    "params": [("key", "ascending"), ("timestamp", "ascending")],
-    "tags": [("key", "ascending"), ("timestamp", "ascending")],
-    "runs": [("event_time", "ascending")],
-}
+
+def summary_schema() -> pa.Schema:
+    """The Arrow schema of a metric summary file (docs/FORMAT.md)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("run", pa.string()),
+            ("key", pa.string()),
+            ("latest", pa.float64()),
+            ("latest_step", pa.int64()),
+            ("latest_timestamp", pa.timestamp("us", tz="UTC")),
+            ("min", pa.float64()),
+            ("max", pa.float64()),
+            ("count", pa.int64()),
+        ]
+    )
 
 
-def _replaced_by(storage: Storage, path: str) -> set[str]:
-    """The file names a compacted file replaces, read from its Parquet footer."""
-    import pyarrow.parquet as pq
+class Listing(NamedTuple):
+    """The live files of a table: root-relative paths of run files and of parts."""
 
-    with storage.open_read(path) as file:
-        metadata = pq.read_metadata(file).metadata or {}
-    return set(json.loads(metadata.get(REPLACES_KEY, b"[]")))
+    runs: list[str]
+    parts: list[str]
 
 
-def _live_in_folder(storage: Storage, folder: str, names: list[str]) -> tuple[list[str], set[str]]:
-    """The live file names of one run folder, and every name its compacted files replace."""
-    compacted = [name for name in names if name.startswith(COMPACTED_PREFIX)]
-    if not compacted or len(names) == 1:
-        return names, set()
-    sets = {name: _replaced_by(storage, f"{folder}/{name}") for name in compacted}
-    replaced = set().union(*sets.values())
-    for name, covers in sets.items():
-        if any(covers < other for other_name, other in sets.items() if other_name != name):
-            replaced.add(name)  # a concurrent compaction saw more files: it wins
-    return [name for name in names if name not in replaced], replaced
+class _Footer(NamedTuple):
+    replaces: frozenset[str]
+    rows: int
 
 
-def _list_folder(storage: Storage, folder: str) -> list[str]:
-    return [posixpath.basename(path) for path in storage.glob(f"{folder}/*.parquet")]
+# A part's name is a hash of what it replaces and its rows never change, so its footer can
+# be remembered for the life of the process.
+_FOOTERS: dict[tuple[str, str], _Footer] = {}
 
 
-def _on_current_listing(
-    storage: Storage, folder: str, action: Callable[[list[str]], T], names: list[str] | None = None
-) -> T:
-    """``action(names of folder's files)``, listed again while a listed file vanishes.
+def part_folder(table: str, experiment_folder: str) -> str:
+    """Where the parts of ``table`` for one experiment (``experiment=<escaped>``) live."""
+    return f"{COMPACTED_ROOT}/{table}/{experiment_folder}"
+
+
+def summary_path(part: str) -> str:
+    """The metric summary file of the metrics part at ``part``."""
+    experiment_folder, name = part.split("/")[-2:]
+    return f"{part_folder(SUMMARIES, experiment_folder)}/{name}"
+
+
+def _footer(storage: Storage, path: str) -> _Footer:
+    key = (storage.url, path)
+    if key not in _FOOTERS:
+        import pyarrow.parquet as pq
+
+        with storage.open_read(path) as file:
+            metadata = pq.read_metadata(file)
+        replaces = json.loads((metadata.metadata or {}).get(REPLACES_KEY, b"[]"))
+        if len(_FOOTERS) > 100_000:
+            _FOOTERS.clear()
+        _FOOTERS[key] = _Footer(frozenset(replaces), metadata.num_rows)
+    return _FOOTERS[key]
+
+
+def _retrying(action: Callable[[], T]) -> T:
+    """``action()``, again while a file it listed vanishes.
 
     A concurrent compaction deletes the files it replaced once its grace has passed; the
-    listing made after that shows the file that replaced them.
+    listing made after that shows the part that replaced them.
     """
     for attempt in range(_LISTING_ATTEMPTS):
-        if names is None:
-            names = _list_folder(storage, folder)
         try:
-            return action(names)
+            return action()
         except FileNotFoundError:
             if attempt == _LISTING_ATTEMPTS - 1:
                 raise
-            names = None
     raise AssertionError("unreachable")
 
 
-def live_files(storage: Storage, table: str) -> list[str]:
-    """The relative paths of ``table``'s files that hold current rows, each row once."""
-    folders: dict[str, list[str]] = {}
-    for path in storage.glob(f"{table}/*/*/*.parquet"):
-        folder, name = posixpath.split(path)
-        folders.setdefault(folder, []).append(name)
-    live = []
-    for folder, names in folders.items():
-        current = _on_current_listing(
-            storage,
-            folder,
-            lambda names, folder=folder: _live_in_folder(storage, folder, names)[0],
-            names,
-        )
-        live.extend(f"{folder}/{name}" for name in current)
-    return live
+def _list(storage: Storage, table: str, experiment_folder: str) -> tuple[list[str], list[str]]:
+    run_files = storage.glob(f"{table}/{experiment_folder}/*/*.parquet")
+    parts = storage.glob(f"{part_folder(table, experiment_folder)}/*.parquet")
+    return run_files, parts
 
 
-def compact_folder(storage: Storage, table: str, folder: str) -> bool:
-    """Merge the live files of one run folder of ``table`` into one file; True if it did.
-
-    The merged files are not deleted here: see :func:`delete_replaced`.
-    """
-    return _on_current_listing(
-        storage, folder, lambda names: _merge_folder(storage, table, folder, names)
+def _live(storage: Storage, run_files: list[str], parts: list[str]) -> Listing:
+    sets = {part: _footer(storage, part).replaces for part in parts}
+    replaced = set().union(*sets.values())
+    for part, covers in sets.items():
+        if any(covers < other for other_part, other in sets.items() if other_part != part):
+            replaced.add(part)  # a concurrent compaction saw more files: it wins
+    return Listing(
+        [path for path in run_files if path not in replaced],
+        [path for path in parts if path not in replaced],
     )
 
 
-def _merge_folder(storage: Storage, table: str, folder: str, names: list[str]) -> bool:
+def live_files(storage: Storage, table: str, experiment_folder: str = "*") -> Listing:
+    """The files of ``table`` that hold current rows, each row in exactly one of them."""
+    return _retrying(lambda: _live(storage, *_list(storage, table, experiment_folder)))
+
+
+def _read_part_rows(storage: Storage, part: str, run_id: str) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    with storage.open_read(part) as file:
+        return pq.read_table(file, filters=[("run", "=", run_id)])
+
+
+def find_run(storage: Storage, run_id: str) -> str | None:
+    """The experiment folder (``experiment=<escaped>``) holding ``run_id``, if any."""
+    folder = f"run={format.escape_partition_value(run_id)}"
+    found = storage.glob(f"runs/experiment=*/{folder}/*.parquet")
+    if found:
+        return found[0].split("/")[1]
+    for part in live_files(storage, "runs").parts:
+        if _retrying(lambda part=part: len(_read_part_rows(storage, part, run_id))):
+            return part.split("/")[-2]
+    return None
+
+
+def read_run(storage: Storage, table: str, experiment_folder: str, run_id: str) -> pa.Table:
+    """The live rows of ``table`` logged to ``run_id``, in the table's schema."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    live, replaced = _live_in_folder(storage, folder, names)
-    if len(live) < 2:
-        return False
-    tables = []
-    for name in live:
-        with storage.open_read(f"{folder}/{name}") as file:
-            tables.append(pq.read_table(file))
-        if name.startswith(COMPACTED_PREFIX):
-            replaced |= _replaced_by(storage, f"{folder}/{name}")
-    covers = sorted(replaced | set(live))
-    merged = pa.concat_tables(tables).sort_by(_SORT_KEYS[table])
-    merged = merged.replace_schema_metadata({REPLACES_KEY: json.dumps(covers).encode()})
-    digest = hashlib.sha256("\n".join(covers).encode()).hexdigest()[:32]
-    storage.put_file(
-        f"{folder}/{COMPACTED_PREFIX}{digest}.parquet",
-        lambda destination: pq.write_table(merged, destination, compression="zstd"),
-    )
-    return True
+    folder = f"{table}/{experiment_folder}/run={format.escape_partition_value(run_id)}/"
+
+    def read() -> pa.Table:
+        schema = format.arrow_schema(table)
+        listing = live_files(storage, table, experiment_folder)
+        tables = []
+        for path in listing.runs:
+            if path.startswith(folder):
+                with storage.open_read(path) as file:
+                    tables.append(pq.read_table(file).cast(schema))
+        for part in listing.parts:
+            tables.append(_read_part_rows(storage, part, run_id).select(schema.names).cast(schema))
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    return _retrying(read)
 
 
-def delete_replaced(storage: Storage, folder: str, grace: float) -> int:
-    """Delete the files of ``folder`` replaced by compacted files at least ``grace`` old.
+def _run_of(path: str) -> str:
+    return format.unescape_partition_value(path.split("/")[-2].split("=", 1)[1])
+
+
+def _chunks(storage: Storage, table: str, inputs: list[str]) -> Iterator[pa.Table]:
+    """The rows of ``inputs`` with a ``run`` column, in chunks of whole files, each sorted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+    order = [(key, "ascending") for key in _SORT_KEYS[table]]
+
+    def read(path: str) -> pa.Table:
+        with storage.open_read(path) as file:
+            rows = pq.read_table(file)
+        if "run" not in rows.column_names:
+            rows = rows.add_column(0, "run", pa.array([_run_of(path)] * rows.num_rows))
+        return rows.select(schema.names).cast(schema)
+
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    with ThreadPoolExecutor(_READ_THREADS) as pool:
+        for start in range(0, len(inputs), _READ_THREADS * 8):
+            for rows in pool.map(read, inputs[start : start + _READ_THREADS * 8]):
+                pending.append(rows)
+                pending_rows += len(rows)
+                if pending_rows >= _CHUNK_ROWS:
+                    yield pa.concat_tables(pending).sort_by(order)
+                    pending, pending_rows = [], 0
+    if pending:
+        yield pa.concat_tables(pending).sort_by(order)
+
+
+def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> None:
+    """Write the part at ``part`` from ``inputs``; for metrics, its summary first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+
+    def write(destination: str | BinaryIO) -> None:
+        summaries: list[pa.Table] = []
+        connection = None
+        if table == "metrics":
+            import duckdb
+
+            connection = duckdb.connect()
+        metadata = {REPLACES_KEY: json.dumps(inputs).encode()}
+        with pq.ParquetWriter(
+            destination, schema.with_metadata(metadata), compression="zstd"
+        ) as writer:
+            for chunk in _chunks(storage, table, inputs):
+                writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
+                if connection is not None:
+                    connection.register("chunk", chunk)
+                    summaries.append(connection.sql(_SUMMARY_SQL).to_arrow_table())
+                    connection.unregister("chunk")
+        if connection is not None:
+            connection.close()
+            summary = pa.concat_tables(summaries).cast(summary_schema())
+            # Before the part becomes visible (when this returns): a live part has a summary.
+            storage.put_file(
+                summary_path(part),
+                lambda target: pq.write_table(summary, target, compression="zstd"),
+            )
+
+    storage.put_file(part, write)
+
+
+def compact_experiment(storage: Storage, table: str, experiment_folder: str) -> bool:
+    """Merge the run files and small parts of one experiment's ``table`` into a part.
+
+    True if it wrote one. The merged files are not deleted here: see
+    :func:`delete_replaced`.
+    """
+
+    def attempt() -> bool:
+        listing = _live(storage, *_list(storage, table, experiment_folder))
+        small_parts = [p for p in listing.parts if _footer(storage, p).rows < PART_ROWS]
+        if not listing.runs and len(small_parts) < 2:
+            return False
+        inputs = sorted(listing.runs + small_parts)
+        digest = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:32]
+        part = f"{part_folder(table, experiment_folder)}/{PART_PREFIX}{digest}.parquet"
+        _write_part(storage, table, part, inputs)
+        return True
+
+    return _retrying(attempt)
+
+
+def delete_replaced(storage: Storage, table: str, experiment_folder: str, grace: float) -> int:
+    """Delete the files of one experiment's ``table`` replaced by parts at least ``grace`` old.
 
     A query lists the live files before reading them; files replaced less than ``grace``
-    seconds ago may still be in such a list, so they wait (whichever process compacted).
-    Returns the number of files deleted.
+    seconds ago may still be in such a list, so they wait (whichever process compacted). A
+    part is deleted only once every file it replaced is gone, so that those never come
+    back to life. Returns the number of files deleted.
     """
-    return _on_current_listing(
-        storage, folder, lambda names: _delete_settled(storage, folder, names, grace)
-    )
+    return _retrying(lambda: _delete_settled(storage, table, experiment_folder, grace))
 
 
-def _delete_settled(storage: Storage, folder: str, names: list[str], grace: float) -> int:
-    compacted = [name for name in names if name.startswith(COMPACTED_PREFIX)]
-    if not compacted:
+def _delete_settled(storage: Storage, table: str, experiment_folder: str, grace: float) -> int:
+    run_files, parts = _list(storage, table, experiment_folder)
+    if not parts:
         return 0
-    sets = {name: _replaced_by(storage, f"{folder}/{name}") for name in compacted}
+    sets = {part: _footer(storage, part).replaces for part in parts}
     now = time.time()
-    settled = [name for name in compacted if now - storage.modified(f"{folder}/{name}") >= grace]
+    settled = [part for part in parts if now - storage.modified(part) >= grace]
     doomed: set[str] = set()
-    for name in settled:
-        doomed |= sets[name]
-        doomed |= {other for other, covers in sets.items() if covers < sets[name]}
-    doomed &= set(names)
-    for name in doomed:
-        storage.delete(f"{folder}/{name}")
-    return len(doomed)
+    for part in settled:
+        doomed |= sets[part]
+        doomed |= {other for other, covers in sets.items() if covers < sets[part]}
+    existing = set(run_files) | set(parts)
+    deleted = 0
+    for path in sorted(doomed & set(run_files)):
+        storage.delete(path)
+        existing.discard(path)
+        deleted += 1
+    doomed_parts = doomed & set(parts)
+    while doomed_parts:
+        ready = {part for part in doomed_parts if not sets[part] & existing}
+        if not ready:
+            break
+        for part in sorted(ready):
+            storage.delete(part)
+            if table == "metrics":
+                storage.delete(summary_path(part))
+            existing.discard(part)
+            deleted += 1
+        doomed_parts -= ready
+    return deleted
+
+
+def _experiment_folders(storage: Storage, table: str, experiment: str | None) -> list[str]:
+    if experiment is not None:
+        return [f"experiment={format.escape_partition_value(experiment)}"]
+    folders = {posixpath.basename(path) for path in storage.glob(f"{table}/*")}
+    folders |= {posixpath.basename(path) for path in storage.glob(f"{part_folder(table, '*')}")}
+    return sorted(folder for folder in folders if folder.startswith("experiment="))
 
 
 def compact(
     storage: Storage,
     experiment: str | None = None,
-    run_id: str | None = None,
     *,
     grace: float = DEFAULT_GRACE,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Compact every run folder of every table (or of one experiment or run).
+    """Compact every table of every experiment (or of one).
 
-    Files a merge replaced are deleted ``grace`` seconds after it, so that a query that
+    Files a part replaced are deleted ``grace`` seconds after it, so that a query that
     listed them just before still finds them (this call waits for that). Safe while writers
-    write, readers read and other compactions run. Returns the number of files written;
-    ``progress(done, total)`` is called after each folder.
+    write, readers read and other compactions run. Returns the number of parts written;
+    ``progress(done, total)`` is called after each table of each experiment.
     """
-    experiment_part = (
-        "*" if experiment is None else f"experiment={format.escape_partition_value(experiment)}"
-    )
-    run_part = "*" if run_id is None else f"run={format.escape_partition_value(run_id)}"
-    folders = [
+    work = [
         (table, folder)
         for table in format.TABLES
-        for folder in storage.glob(f"{table}/{experiment_part}/{run_part}")
+        for folder in _experiment_folders(storage, table, experiment)
     ]
     written = 0
     started = time.monotonic()
-    for done, (table, folder) in enumerate(folders, start=1):
-        written += compact_folder(storage, table, folder)
+    for done, (table, folder) in enumerate(work, start=1):
+        written += compact_experiment(storage, table, folder)
         if progress is not None:
-            progress(done, len(folders))
+            progress(done, len(work))
     if written:
         time.sleep(max(0.0, grace - (time.monotonic() - started)))
-    for _, folder in folders:
-        delete_replaced(storage, folder, grace)
+    for table, folder in work:
+        delete_replaced(storage, table, folder, grace)
     return written
 
 
@@ -210,7 +382,6 @@ def compact_store(
     storage_options: dict[str, object] | None = None,
     *,
     experiment: str | None = None,
-    run_id: str | None = None,
     grace: float = DEFAULT_GRACE,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
@@ -227,4 +398,4 @@ def compact_store(
     storage = open_storage(uri, storage_options)
     if format.read_format_version(storage) is None:
         raise StoreError(f"no lakestore store at {storage.url}")
-    return compact(storage, experiment, run_id, grace=grace, progress=progress)
+    return compact(storage, experiment, grace=grace, progress=progress)

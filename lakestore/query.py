@@ -46,13 +46,23 @@ _VIEWS = {
         ) WHERE value IS NOT NULL
     """,
     "metric_summary": """
-        SELECT experiment, run_id, key,
-               arg_max(value, (step, timestamp, value)) AS latest,
-               max(step) AS last_step,
-               min(value) AS min,
-               max(value) AS max,
-               count(*) AS count
-        FROM metrics GROUP BY experiment, run_id, key
+        SELECT experiment, run AS run_id, key,
+               arg_max(latest, (latest_step, latest_timestamp, latest)) AS latest,
+               max(latest_step) AS last_step,
+               min(min) AS min,
+               max(max) AS max,
+               sum(count)::BIGINT AS count
+        FROM (
+            SELECT experiment, run, key, latest, latest_step, latest_timestamp, min, max, count
+            FROM metric_summaries_log
+            UNION ALL
+            SELECT experiment, run, key,
+                   arg_max(value, (step, timestamp, value)), max(step),
+                   arg_max(timestamp, (step, timestamp, value)),
+                   min(value), max(value), count(*)
+            FROM metrics_run_files GROUP BY experiment, run, key
+        )
+        GROUP BY experiment, run, key
     """,
     "run_states": """
         WITH writers AS (  -- each writer's latest state of each run
@@ -111,6 +121,14 @@ class Store:
         self._has_files: dict[str, bool] = {}
 
         def create_views() -> None:
+            for table in format.TABLES:
+                self.connection.execute(
+                    f"CREATE OR REPLACE VIEW {table}_log AS "
+                    f"SELECT * FROM {table}_run_files UNION ALL BY NAME SELECT * FROM {table}_parts"
+                )
+            self.connection.execute(
+                "CREATE OR REPLACE VIEW metric_summaries_log AS SELECT * FROM metric_summaries"
+            )
             for name, body in _VIEWS.items():
                 self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
 
@@ -120,21 +138,27 @@ class Store:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
 
     def _live_files(self) -> dict[str, list[str]]:
-        """Each table's live files, listed now (see lakestore.compaction): every row once."""
-        return {
-            table: [self.storage.path(path) for path in compaction.live_files(self.storage, table)]
-            for table in format.TABLES
-        }
+        """The live files of each source, listed now (see lakestore.compaction)."""
+        listing = {}
+        for table in format.TABLES:
+            live = compaction.live_files(self.storage, table)
+            listing[f"{table}_run_files"] = [self.storage.path(path) for path in live.runs]
+            listing[f"{table}_parts"] = [self.storage.path(path) for path in live.parts]
+            if table == "metrics":
+                listing["metric_summaries"] = [
+                    self.storage.path(compaction.summary_path(path)) for path in live.parts
+                ]
+        return listing
 
     def _point_views_at(self, listing: dict[str, list[str]]) -> None:
-        """Point each ``<table>_log`` view at the files of ``listing``."""
-        for table, files in listing.items():
+        """Point each source's view at its files in ``listing``."""
+        for source, files in listing.items():
             if files:
-                self.connection.execute(f"SET VARIABLE {table}_files = $1", [files])
-            if self._has_files.get(table) != bool(files):
-                self._has_files[table] = bool(files)
+                self.connection.execute(f"SET VARIABLE {source} = $1", [files])
+            if self._has_files.get(source) != bool(files):
+                self._has_files[source] = bool(files)
                 self.connection.execute(
-                    f"CREATE OR REPLACE VIEW {table}_log AS {_table_source(table, bool(files))}"
+                    f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(files))}"
                 )
 
     def _on_live_files(self, bind: Callable[[], T]) -> T:
@@ -345,16 +369,24 @@ class Store:
         self.close()
 
 
-def _table_source(table: str, has_files: bool) -> str:
-    """SQL reading the live files of ``table``, or an empty relation of its schema."""
+def _source(source: str, has_files: bool) -> str:
+    """SQL reading the files of ``source`` (a variable holding a list), or no rows."""
+    table = source.rsplit("_", 2)[0] if source != "metric_summaries" else source
     if has_files:
+        partitions = "'experiment': VARCHAR"
+        if source.endswith("_run_files"):
+            partitions += ", 'run': VARCHAR"
         return (
-            f"SELECT * FROM read_parquet(getvariable('{table}_files'), hive_partitioning = true, "
-            "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
+            f"SELECT * FROM read_parquet(getvariable('{source}'), hive_partitioning = true, "
+            f"hive_types = {{{partitions}}})"
         )
+    schema = (
+        compaction.summary_schema() if table == "metric_summaries" else format.arrow_schema(table)
+    )
     columns = [
         f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"'
-        for field in format.arrow_schema(table)
+        for field in schema
+        if field.name != "run"
     ]
     columns += [f"NULL::VARCHAR AS {key}" for key in format.PARTITION_KEYS]
     return f"SELECT {', '.join(columns)} WHERE false"

@@ -97,8 +97,8 @@ class LocalStorage(Storage):
     def put_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> None:
         target = self.path(relative)
         folder, name = os.path.split(target)
-        os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
+        _create_in_folder(temporary)
         try:
             write(temporary)
             descriptor = os.open(temporary, os.O_RDONLY)
@@ -143,7 +143,11 @@ class LocalStorage(Storage):
         return open(self.path(relative), "rb")
 
     def delete(self, relative: str) -> None:
-        _remove_quietly(self.path(relative))
+        path = self.path(relative)
+        _remove_quietly(path)
+        # A run folder emptied by a compaction goes too, or listings would still walk it.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
 
     def modified(self, relative: str) -> float:
         return os.path.getmtime(self.path(relative))
@@ -228,6 +232,19 @@ def open_storage(
     if text.startswith("file://"):
         return LocalStorage(text[len("file://") :])
     return FsspecStorage(text, storage_options or {})
+
+
+def _create_in_folder(path: str) -> None:
+    """Create the empty file ``path`` and its folder, even if a compaction removes the
+    folder (once empty) meanwhile."""
+    for _ in range(10):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return
+        except FileNotFoundError:
+            continue
+    raise StoreError(f"cannot create {path}: its folder keeps vanishing")
 
 
 def _remove_quietly(path: str) -> None:

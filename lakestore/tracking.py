@@ -419,26 +419,20 @@ def _to_timestamps(timestamps: Any, timestamp_type: pa.DataType, key: str) -> pa
 
 def _find_run(storage: Storage, run_id: str) -> str:
     """The experiment that holds ``run_id``, or RunNotFoundError."""
-    found = storage.glob(f"runs/experiment=*/run={format.escape_partition_value(run_id)}")
-    if not found:
+    from lakestore import compaction
+
+    folder = compaction.find_run(storage, run_id)
+    if folder is None:
         raise RunNotFoundError(f"no run {run_id!r} in store {storage.url}")
-    directory = found[0].split("/")[1]
-    return format.unescape_partition_value(directory.split("=", 1)[1])
+    return format.unescape_partition_value(folder.split("=", 1)[1])
 
 
 def _read_run_table(storage: Storage, table: str, experiment: str, run_id: str) -> pa.Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from lakestore import compaction
 
-    paths = storage.glob(f"{format.partition_dir(table, experiment, run_id)}/*.parquet")
-    tables = []
-    for path in paths:
-        data = storage.get(path)
-        if data is not None:
-            tables.append(pq.read_table(pa.BufferReader(data)))
-    if not tables:
-        return format.arrow_schema(table).empty_table()
-    return pa.concat_tables(tables).sort_by("timestamp" if table != "runs" else "event_time")
+    folder = f"experiment={format.escape_partition_value(experiment)}"
+    rows = compaction.read_run(storage, table, folder, run_id)
+    return rows.sort_by("timestamp" if table != "runs" else "event_time")
 
 
 def start_run(

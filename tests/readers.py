@@ -38,14 +38,39 @@ def _is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
 
+def _s3fs() -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(use_listings_cache=False)
+
+
+def _has(uri: str, pattern: str) -> bool:
+    if _is_s3(uri):
+        return bool(_s3fs().glob(f"{uri}/{pattern}"))
+    import glob
+
+    return bool(glob.glob(f"{glob.escape(uri)}/{pattern}"))
+
+
+def has_files(uri: str, table: str) -> bool:
+    """True if the table holds at least one data file (readers fail on an empty glob)."""
+    return _has(uri, f"{table}/*/*/*.parquet") or _has(uri, f"compacted/{table}/*/*.parquet")
+
+
 def read_duckdb(uri: str, table: str) -> list[tuple[Any, ...]]:
     connection = duckdb.connect()
     if _is_s3(uri):
-        connection.register_filesystem(s3fs.S3FileSystem(use_listings_cache=False))
-    result = connection.sql(
-        f"SELECT * FROM read_parquet('{uri}/{table}/*/*/*.parquet', hive_partitioning = true, "
-        "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
-    ).to_arrow_table()
+        connection.register_filesystem(_s3fs())
+    selects = []
+    if _has(uri, f"{table}/*/*/*.parquet"):
+        selects.append(
+            f"SELECT * FROM read_parquet('{uri}/{table}/*/*/*.parquet', hive_partitioning = true, "
+            "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
+        )
+    if _has(uri, f"compacted/{table}/*/*.parquet"):
+        selects.append(
+            f"SELECT * FROM read_parquet('{uri}/compacted/{table}/*/*.parquet', "
+            "hive_partitioning = true, hive_types = {'experiment': VARCHAR})"
+        )
+    result = connection.sql(" UNION ALL BY NAME ".join(selects)).to_arrow_table()
     return _normalise(result)
 
 
@@ -59,19 +84,31 @@ def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
             "aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"],
             "aws_allow_http": "true",
         }
-    frame = pl.scan_parquet(
-        f"{uri}/{table}/**/*.parquet",
-        hive_partitioning=True,
-        hive_schema={"experiment": pl.String, "run": pl.String},
-        storage_options=options,
-    ).collect()
-    return _normalise(frame.to_arrow())
+    frames = []
+    if _has(uri, f"{table}/*/*/*.parquet"):
+        frames.append(
+            pl.scan_parquet(
+                f"{uri}/{table}/**/*.parquet",
+                hive_partitioning=True,
+                hive_schema={"experiment": pl.String, "run": pl.String},
+                storage_options=options,
+            )
+        )
+    if _has(uri, f"compacted/{table}/*/*.parquet"):
+        frames.append(
+            pl.scan_parquet(
+                f"{uri}/compacted/{table}/**/*.parquet",
+                hive_partitioning=True,
+                hive_schema={"experiment": pl.String},
+                storage_options=options,
+            )
+        )
+    return _normalise(pl.concat(frames, how="diagonal").collect().to_arrow())
 
 
 def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
-    partitioning = ds.partitioning(
-        pa.schema([("experiment", pa.string()), ("run", pa.string())]), flavor="hive"
-    )
+    filesystem = None
+    root = uri
     if _is_s3(uri):
         from pyarrow.fs import S3FileSystem
 
@@ -83,26 +120,26 @@ def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
             scheme="http",
             region="us-east-1",
         )
+        root = uri[len("s3://") :]
+    tables = []
+    if _has(uri, f"{table}/*/*/*.parquet"):
+        partitioning = ds.partitioning(
+            pa.schema([("experiment", pa.string()), ("run", pa.string())]), flavor="hive"
+        )
         dataset = ds.dataset(
-            f"{uri[len('s3://') :]}/{table}",
+            f"{root}/{table}", format="parquet", partitioning=partitioning, filesystem=filesystem
+        )
+        tables.append(dataset.to_table())
+    if _has(uri, f"compacted/{table}/*/*.parquet"):
+        partitioning = ds.partitioning(pa.schema([("experiment", pa.string())]), flavor="hive")
+        dataset = ds.dataset(
+            f"{root}/compacted/{table}",
             format="parquet",
             partitioning=partitioning,
             filesystem=filesystem,
         )
-    else:
-        dataset = ds.dataset(f"{uri}/{table}", format="parquet", partitioning=partitioning)
-    return _normalise(dataset.to_table())
-
-
-def has_files(uri: str, table: str) -> bool:
-    """True if the table holds at least one data file (readers fail on an empty glob)."""
-    if _is_s3(uri):
-        return bool(
-            s3fs.S3FileSystem(use_listings_cache=False).glob(f"{uri}/{table}/*/*/*.parquet")
-        )
-    import glob
-
-    return bool(glob.glob(f"{glob.escape(uri)}/{table}/*/*/*.parquet"))
+        tables.append(dataset.to_table())
+    return _normalise(pa.concat_tables(tables, promote_options="default"))
 
 
 READERS = {"duckdb": read_duckdb, "polars": read_polars, "pyarrow": read_pyarrow}

@@ -1,7 +1,9 @@
-"""Compaction: one file per run and table, exact rows for every reader, even concurrently."""
+"""Compaction: one part per experiment and table, exact rows for every reader, even
+concurrently, and metric summaries that agree with the rows."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -38,14 +40,19 @@ def _files(uri: str, table: str) -> list[str]:
     return open_storage(uri).glob(f"{table}/*/*/*.parquet")
 
 
-def test_compaction_leaves_one_file_per_run_and_the_same_rows(store_uri: str) -> None:
+def _parts(uri: str, table: str) -> list[str]:
+    return open_storage(uri).glob(f"compacted/{table}/*/*.parquet")
+
+
+def test_compaction_leaves_one_part_per_experiment_and_the_same_rows(store_uri: str) -> None:
     run_id = _log_in_many_files(store_uri)
     before = {table: READERS["duckdb"](store_uri, table) for table in ("metrics", "params", "tags")}
     assert len(_files(store_uri, "metrics")) == 5
 
     assert lakestore.compact(store_uri, grace=0) == 4  # runs, params, metrics, tags
     for table in ("runs", "params", "metrics", "tags"):
-        assert len(_files(store_uri, table)) == 1
+        assert _files(store_uri, table) == []
+        assert len(_parts(store_uri, table)) == 1
     for table, rows in before.items():
         for read in READERS.values():  # plain globs are exact once replaced files are gone
             assert read(store_uri, table) == rows
@@ -58,26 +65,70 @@ def test_compaction_leaves_one_file_per_run_and_the_same_rows(store_uri: str) ->
     assert lakestore.compact(store_uri, grace=0) == 0  # nothing left to merge
 
 
+def test_compacted_run_folders_vanish_from_a_local_store(tmp_path: Path) -> None:
+    for _ in range(3):
+        _log_in_many_files(str(tmp_path), flushes=2)
+    lakestore.compact(str(tmp_path), grace=0)
+    assert list((tmp_path / "metrics" / "experiment=e").iterdir()) == []
+
+
+def test_summaries_give_what_the_rows_give_before_and_after_more_logging(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    values = [1.0, math.nan, -math.inf, math.inf, 0.5]
+    run_ids = []
+    for experiment in ("a", "b"):
+        for shift in range(3):
+            with lakestore.start_run(store=uri, experiment=experiment) as run:
+                run.log_metric_series("x", values[shift:], steps=list(range(5 - shift)))
+                run.log_metric("y", float(shift), step=7)
+                run.log_metric("y", -1.0, step=7)  # a tie in step: broken by timestamp
+            run_ids.append(run.run_id)
+
+    def summaries() -> list[tuple[object, ...]]:
+        with lakestore.connect(uri) as store:
+            stored = store.sql("SELECT * FROM metric_summary ORDER BY ALL").fetchall()
+            computed = store.sql(
+                """SELECT experiment, run_id, key,
+                          arg_max(value, (step, timestamp, value)), max(step),
+                          min(value), max(value), count(*)
+                   FROM metrics GROUP BY ALL ORDER BY ALL"""
+            ).fetchall()
+        assert repr(stored) == repr(computed)  # repr: NaN equals NaN
+        return stored
+
+    logged = summaries()
+    lakestore.compact(uri, grace=0)
+    assert _files(uri, "metrics") == []
+    assert repr(summaries()) == repr(logged)
+    with lakestore.start_run(run_ids[0], store=uri) as run:  # rows in a part and in a file
+        run.log_metric("x", -5.0, step=100)
+        run.log_metric("z", 2.0)
+    resumed = summaries()
+    assert len(resumed) == len(logged) + 1
+    lakestore.compact(uri, grace=0)
+    assert len(_parts(uri, "metrics")) == 2  # the small parts of each experiment merged
+    assert repr(summaries()) == repr(resumed)
+
+
 def test_during_the_grace_period_glob_readers_see_duplicates_and_lakestore_does_not(
     tmp_path: Path,
 ) -> None:
     uri = str(tmp_path)
     _log_in_many_files(uri)
     storage = open_storage(uri)
-    folder = storage.glob("metrics/*/*")[0]
-    assert compaction.compact_folder(storage, "metrics", folder)
+    assert compaction.compact_experiment(storage, "metrics", "experiment=e")
     assert len(READERS["duckdb"](uri, "metrics")) == 1000  # as docs/FORMAT.md says
     with lakestore.connect(uri) as store:
         assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(500,)]
-    assert compaction.delete_replaced(storage, folder, grace=60) == 0  # too recent
+    assert compaction.delete_replaced(storage, "metrics", "experiment=e", grace=60) == 0
     # As after a compaction that stopped before deleting: nothing more to merge, and the
     # next compaction deletes the leftovers.
-    assert not compaction.compact_folder(storage, "metrics", folder)
+    assert not compaction.compact_experiment(storage, "metrics", "experiment=e")
     assert compaction.compact(storage, grace=0) == 3  # the other tables
     assert len(READERS["duckdb"](uri, "metrics")) == 500
 
 
-def test_a_later_compaction_merges_the_compacted_file_with_new_ones(tmp_path: Path) -> None:
+def test_a_later_compaction_merges_the_part_with_new_files(tmp_path: Path) -> None:
     uri = str(tmp_path)
     run_id = _log_in_many_files(uri)
     lakestore.compact(uri, grace=0)
@@ -86,7 +137,8 @@ def test_a_later_compaction_merges_the_compacted_file_with_new_ones(tmp_path: Pa
     with lakestore.connect(uri) as store:
         assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(501,)]
     lakestore.compact(uri, grace=0)
-    assert len(_files(uri, "metrics")) == 1
+    assert len(_parts(uri, "metrics")) == 1
+    assert _files(uri, "metrics") == []
     with lakestore.connect(uri) as store:
         assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(501,)]
         assert store.sql("SELECT status FROM runs").fetchall() == [("FINISHED",)]
@@ -154,8 +206,8 @@ def test_compact_command(tmp_path: Path) -> None:
     _log_in_many_files(uri)
     result = CliRunner().invoke(app, ["compact", "-s", uri, "--grace", "0"])
     assert result.exit_code == 0, result.output
-    assert "compacted 4 run folder(s)" in result.stderr
-    assert len(_files(uri, "metrics")) == 1
+    assert "wrote 4 part(s)" in result.stderr
+    assert _files(uri, "metrics") == []
     missing = CliRunner().invoke(app, ["compact", "-s", str(tmp_path / "none")])
     assert missing.exit_code == 1
     assert "no lakestore store" in missing.stderr

@@ -124,6 +124,11 @@ def test_sweep_example_then_direct_reads(tmp_path: Path) -> None:
     assert read.returncode == 0, read.stderr
     assert "sweep-demo" in read.stdout
     assert "FINISHED" in read.stdout
+    compacted = _run(["lakestore", "compact", "--grace", "0"], cwd=tmp_path)
+    assert compacted.returncode == 0, compacted.stderr
+    reread = _run([sys.executable, str(ROOT / "examples" / "read_directly.py")], cwd=tmp_path)
+    assert reread.returncode == 0, reread.stderr
+    assert reread.stdout == read.stdout  # the same rows, now from the parts
 
 
 def test_s3_example_against_the_loopback_endpoint(tmp_path: Path, s3_env: str) -> None:
