@@ -18,7 +18,7 @@ import typer
 import lakestore
 import lakestore.compaction
 from lakestore.errors import LakestoreError
-from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
+from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side, write_file
 
 app = typer.Typer(
     help="Experiment tracking stored as a Parquet lakehouse, queried with DuckDB.",
@@ -198,6 +198,8 @@ def export(
     if view not in views:
         typer.echo(f"error: cannot export {view!r}; choose one of {', '.join(views)}", err=True)
         raise typer.Exit(code=1)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with _store(store) as opened:
         if experiment:
             relation = opened.sql(
@@ -205,7 +207,15 @@ def export(
             )
         else:
             relation = opened.sql(f"SELECT * FROM {view}")
-        emit(relation, None, output)
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"exporting {view}")
+            rows = write_file(
+                relation,
+                output,
+                lambda done: bar.update(task, description=f"exporting {view}: {done:,} rows"),
+            )
+    typer.echo(f"wrote {rows:,} rows to {output}", err=True)
 
 
 @app.command()

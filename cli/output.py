@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,10 +76,10 @@ def emit(
     """
     if relation is None:  # a statement with no result
         return
-    table = relation if hasattr(relation, "num_rows") else relation.to_arrow_table()
     if output is not None:
-        _write_file(table, output)
+        write_file(relation, output)
         return
+    table = relation if hasattr(relation, "num_rows") else relation.to_arrow_table()
     output_format = resolve_format(output_format)
     if output_format is OutputFormat.table:
         _print_table(table, title)
@@ -94,7 +96,22 @@ def emit(
         _write_json_lines(table, sys.stdout)
 
 
-def _write_file(table: pa.Table, output: Path) -> None:
+BATCH_ROWS = 1_000_000
+
+
+def write_file(
+    relation: duckdb.DuckDBPyRelation | pa.Table,
+    output: Path,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write ``relation`` to ``output`` in the format its extension names; the row count.
+
+    Rows stream through in batches, so an export needs little memory whatever its size;
+    ``progress(rows written)`` is called after each batch. The file appears whole or not
+    at all: it is written under a temporary name, then renamed.
+    """
+    import pyarrow as pa
+
     kind = _FILE_FORMATS.get(output.suffix.lower())
     if kind is None:
         from lakestore.errors import LakestoreError
@@ -103,22 +120,52 @@ def _write_file(table: pa.Table, output: Path) -> None:
             f"cannot tell the format of {str(output)!r} from its extension; use one of "
             + ", ".join(sorted(_FILE_FORMATS))
         )
+    if isinstance(relation, pa.Table):
+        reader = relation.to_reader(BATCH_ROWS)
+    else:
+        reader = relation.to_arrow_reader(BATCH_ROWS)
+    partial = output.with_name(f".{output.name}.partial")
+    written = 0
+    try:
+        with _batch_writer(kind, partial, reader.schema) as write:
+            for batch in reader:
+                write(pa.Table.from_batches([batch], reader.schema))
+                written += batch.num_rows
+                if progress is not None:
+                    progress(written)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return written
+
+
+@contextlib.contextmanager
+def _batch_writer(kind: str, path: Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
+    """A function that appends a table to the file at ``path``, open for the block."""
+    import pyarrow as pa
+
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(table, output, compression="zstd")
+        with pq.ParquetWriter(path, schema, compression="zstd") as parquet:
+            yield parquet.write_table
     elif kind == "csv":
         import pyarrow.csv
 
-        pyarrow.csv.write_csv(_flat(table), output)
+        flat = pa.schema(
+            [
+                pa.field(field.name, pa.string()) if pa.types.is_nested(field.type) else field
+                for field in schema
+            ]
+        )
+        with pyarrow.csv.CSVWriter(path, flat) as csv:
+            yield lambda table: csv.write_table(_flat(table))
     elif kind == "arrow":
-        import pyarrow as pa
-
-        with pa.OSFile(str(output), "wb") as sink, pa.ipc.new_file(sink, table.schema) as file:
-            file.write_table(table)
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as ipc:
+            yield ipc.write_table
     else:
-        with output.open("w", encoding="utf-8") as file:
-            _write_json_lines(table, file)
+        with path.open("w", encoding="utf-8") as file:
+            yield lambda table: _write_json_lines(table, file)
 
 
 def _json_value(value: Any) -> Any:

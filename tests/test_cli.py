@@ -84,11 +84,18 @@ def test_history_downsampled(store) -> None:
     assert [int(row["step"]) for row in rows] == [3, 7, 11, 15, 19]
 
 
+@pytest.mark.parametrize("batch_rows", [7, 1_000_000])
 @pytest.mark.parametrize("extension", [".parquet", ".csv", ".jsonl", ".arrow"])
-def test_export_every_file_format_reads_back(store, tmp_path: Path, extension: str) -> None:
+def test_export_every_file_format_reads_back(
+    store, tmp_path: Path, extension: str, batch_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     uri, _ = store
+    monkeypatch.setattr("lakestore_cli.output.BATCH_ROWS", batch_rows)  # streamed in batches
     target = tmp_path / f"metrics{extension}"
-    invoke("export", "metrics", str(target), "-e", "sweep", "-s", uri)
+    result = CliRunner().invoke(app, ["export", "metrics", str(target), "-e", "sweep", "-s", uri])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"wrote 63 rows to {target}\n"
+    assert [path.name for path in tmp_path.iterdir()] == [target.name]  # no partial file
     if extension == ".parquet":
         table = pq.read_table(target)
     elif extension == ".csv":
@@ -99,6 +106,25 @@ def test_export_every_file_format_reads_back(store, tmp_path: Path, extension: s
         table = pa.Table.from_pylist([json.loads(line) for line in target.read_text().splitlines()])
     assert table.num_rows == 3 * 21
     assert set(table.column("key").to_pylist()) == {"acc", "nan"}
+
+
+@pytest.mark.parametrize("extension", [".csv", ".jsonl"])
+def test_export_of_runs_writes_the_tags_map_in_every_batch(
+    tmp_path: Path, extension: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "store")
+    for index in range(5):
+        with lakestore.start_run(store=uri, run_name=f"r{index}", tags={"team": f"t{index}"}):
+            pass
+    monkeypatch.setattr("lakestore_cli.output.BATCH_ROWS", 2)
+    target = tmp_path / f"runs{extension}"
+    invoke("export", "runs", str(target), "-s", uri)
+    text = target.read_text()
+    if extension == ".csv":
+        tags = {row["run_name"]: json.loads(row["tags"]) for row in _csv(text)}
+    else:
+        tags = {row["run_name"]: row["tags"] for row in map(json.loads, text.splitlines())}
+    assert tags == {f"r{index}": {"team": f"t{index}"} for index in range(5)}
 
 
 def test_query_markdown_and_json(store) -> None:
