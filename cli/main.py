@@ -18,7 +18,7 @@ import typer
 import lakestore
 import lakestore.compaction
 from lakestore.errors import LakestoreError
-from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side, write_file
+from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
 
 app = typer.Typer(
     help="Experiment tracking stored as a Parquet lakehouse, queried with DuckDB.",
@@ -200,21 +200,21 @@ def export(
         raise typer.Exit(code=1)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with _store(store) as opened:
-        if experiment:
-            relation = opened.sql(
-                f"SELECT * FROM {view} WHERE list_contains(?, experiment)", [experiment]
-            )
-        else:
-            relation = opened.sql(f"SELECT * FROM {view}")
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
-            task = bar.add_task(f"exporting {view}")
-            rows = write_file(
-                relation,
-                output,
-                lambda done: bar.update(task, description=f"exporting {view}: {done:,} rows"),
-            )
+    query, params = f"SELECT * FROM {view}", None
+    if experiment:
+        query, params = f"{query} WHERE list_contains(?, experiment)", [experiment]
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with (
+        _store(store) as opened,
+        Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar,
+    ):
+        task = bar.add_task(f"exporting {view}")
+        rows = opened.export(
+            query,
+            output,
+            params,
+            progress=lambda done: bar.update(task, description=f"exporting {view}: {done:,} rows"),
+        )
     typer.echo(f"wrote {rows:,} rows to {output}", err=True)
 
 

@@ -1,15 +1,14 @@
-"""How the CLI prints or writes a query result: the one place that knows output formats."""
+"""How the CLI prints a query result in a terminal or a pipe; files are lakestore.export's job."""
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
-import math
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from lakestore.export import flat, json_value, rows, write_file, write_json_lines
 
 if TYPE_CHECKING:
     import duckdb
@@ -26,18 +25,6 @@ class OutputFormat(enum.StrEnum):
     csv = "csv"
     json = "json"
     markdown = "markdown"
-
-
-_FILE_FORMATS = {
-    ".parquet": "parquet",
-    ".csv": "csv",
-    ".json": "json",
-    ".jsonl": "json",
-    ".ndjson": "json",
-    ".arrow": "arrow",
-    ".feather": "arrow",
-    ".ipc": "arrow",
-}
 
 
 def resolve_format(output_format: OutputFormat | None) -> OutputFormat:
@@ -90,123 +77,10 @@ def emit(
     elif output_format is OutputFormat.csv:
         import pyarrow.csv
 
-        pyarrow.csv.write_csv(_flat(table), sys.stdout.buffer)
+        pyarrow.csv.write_csv(flat(table), sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
-        _write_json_lines(table, sys.stdout)
-
-
-BATCH_ROWS = 1_000_000
-
-
-def write_file(
-    relation: duckdb.DuckDBPyRelation | pa.Table,
-    output: Path,
-    progress: Callable[[int], None] | None = None,
-) -> int:
-    """Write ``relation`` to ``output`` in the format its extension names; the row count.
-
-    Rows stream through in batches, so an export needs little memory whatever its size;
-    ``progress(rows written)`` is called after each batch. The file appears whole or not
-    at all: it is written under a temporary name, then renamed.
-    """
-    import pyarrow as pa
-
-    kind = _FILE_FORMATS.get(output.suffix.lower())
-    if kind is None:
-        from lakestore.errors import LakestoreError
-
-        raise LakestoreError(
-            f"cannot tell the format of {str(output)!r} from its extension; use one of "
-            + ", ".join(sorted(_FILE_FORMATS))
-        )
-    if isinstance(relation, pa.Table):
-        reader = relation.to_reader(BATCH_ROWS)
-    else:
-        reader = relation.to_arrow_reader(BATCH_ROWS)
-    partial = output.with_name(f".{output.name}.partial")
-    written = 0
-    try:
-        with _batch_writer(kind, partial, reader.schema) as write:
-            for batch in reader:
-                write(pa.Table.from_batches([batch], reader.schema))
-                written += batch.num_rows
-                if progress is not None:
-                    progress(written)
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
-    return written
-
-
-@contextlib.contextmanager
-def _batch_writer(kind: str, path: Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
-    """A function that appends a table to the file at ``path``, open for the block."""
-    import pyarrow as pa
-
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        with pq.ParquetWriter(path, schema, compression="zstd") as parquet:
-            yield parquet.write_table
-    elif kind == "csv":
-        import pyarrow.csv
-
-        flat = pa.schema(
-            [
-                pa.field(field.name, pa.string()) if pa.types.is_nested(field.type) else field
-                for field in schema
-            ]
-        )
-        with pyarrow.csv.CSVWriter(path, flat) as csv:
-            yield lambda table: csv.write_table(_flat(table))
-    elif kind == "arrow":
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as ipc:
-            yield ipc.write_table
-    else:
-        with path.open("w", encoding="utf-8") as file:
-            yield lambda table: _write_json_lines(table, file)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN or infinity
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(key): _json_value(item) for key, item in value.items()}
-    if isinstance(value, list):
-        if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
-            return {str(key): _json_value(item) for key, item in value}  # an Arrow map
-        return [_json_value(item) for item in value]
-    return value
-
-
-def _rows(table: pa.Table) -> list[list[Any]]:
-    """Rows as lists (not dicts, which would fold columns of the same name)."""
-    columns = [column.to_pylist() for column in table.columns]
-    return [list(row) for row in zip(*columns, strict=True)] if columns else []
-
-
-def _flat(table: pa.Table) -> pa.Table:
-    """Nested columns (maps, lists, structs) as JSON text, which CSV can hold."""
-    import pyarrow as pa
-
-    for index, field in enumerate(table.schema):
-        if pa.types.is_nested(field.type):
-            text = [
-                None if value is None else json.dumps(_json_value(value), ensure_ascii=False)
-                for value in table.column(index).to_pylist()
-            ]
-            table = table.set_column(index, field.name, pa.array(text, pa.string()))
-    return table
-
-
-def _write_json_lines(table: pa.Table, file: Any) -> None:
-    names = table.column_names
-    for row in _rows(table):
-        record = {name: _json_value(value) for name, value in zip(names, row, strict=True)}
-        file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        write_json_lines(table, sys.stdout)
 
 
 def _cell(value: Any) -> str:
@@ -215,7 +89,7 @@ def _cell(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return value.isoformat(sep=" ")
     if isinstance(value, (dict, list)):
-        return json.dumps(_json_value(value), ensure_ascii=False)
+        return json.dumps(json_value(value), ensure_ascii=False)
     return str(value)
 
 
@@ -227,7 +101,7 @@ def _markdown(table: pa.Table) -> str:
         "| " + " | ".join(escape(name) for name in table.column_names) + " |",
         "|" + "---|" * table.num_columns,
     ]
-    for row in _rows(table):
+    for row in rows(table):
         lines.append("| " + " | ".join(escape(_cell(value)) for value in row) + " |")
     return "\n".join(lines)
 
@@ -240,7 +114,7 @@ def _print_table(table: pa.Table, title: str | None) -> None:
     shown = Table(title=title, show_lines=False)
     for name in table.column_names:
         shown.add_column(Text(name), overflow="fold")  # Text: data is never read as markup
-    for row in _rows(table.slice(0, MAX_TABLE_ROWS)):
+    for row in rows(table.slice(0, MAX_TABLE_ROWS)):
         shown.add_row(*(Text(_cell(value)) for value in row))
     console = Console()
     console.print(shown)

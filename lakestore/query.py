@@ -200,6 +200,25 @@ class Store:
         except duckdb.Error as error:
             raise QueryError(f"{type(error).__name__}: {error}") from None
 
+    def export(
+        self,
+        query: str,
+        path: str | os.PathLike[str],
+        params: Any = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write the result of ``query`` to ``path``; returns the number of rows written.
+
+        The extension names the format: ``.parquet``, ``.csv``, ``.jsonl`` (or ``.ndjson``,
+        ``.json``: JSON lines) or ``.arrow`` (``.feather``, ``.ipc``: Arrow IPC). Rows stream
+        in batches, so the result can be larger than memory; ``progress(rows written)`` is
+        called after each batch, and the file appears only once complete.
+        """
+        from lakestore.export import write_file
+
+        return write_file(self.sql(query, params), os.fspath(path), progress)
+
     def search_runs(
         self,
         filter_string: str | None = None,

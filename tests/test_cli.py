@@ -90,7 +90,7 @@ def test_export_every_file_format_reads_back(
     store, tmp_path: Path, extension: str, batch_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri, _ = store
-    monkeypatch.setattr("lakestore_cli.output.BATCH_ROWS", batch_rows)  # streamed in batches
+    monkeypatch.setattr("lakestore.export.BATCH_ROWS", batch_rows)  # streamed in batches
     target = tmp_path / f"metrics{extension}"
     result = CliRunner().invoke(app, ["export", "metrics", str(target), "-e", "sweep", "-s", uri])
     assert result.exit_code == 0, result.output
@@ -116,7 +116,7 @@ def test_export_of_runs_writes_the_tags_map_in_every_batch(
     for index in range(5):
         with lakestore.start_run(store=uri, run_name=f"r{index}", tags={"team": f"t{index}"}):
             pass
-    monkeypatch.setattr("lakestore_cli.output.BATCH_ROWS", 2)
+    monkeypatch.setattr("lakestore.export.BATCH_ROWS", 2)
     target = tmp_path / f"runs{extension}"
     invoke("export", "runs", str(target), "-s", uri)
     text = target.read_text()

@@ -198,3 +198,39 @@ def test_latest_breaks_ties_by_timestamp_then_value(tmp_path) -> None:
     with lakestore.connect(uri) as store:
         latest = dict(store.sql("SELECT key, latest FROM metric_summary").fetchall())
     assert latest == {"tied": 3.0, "later": 6.0}
+
+
+@pytest.mark.parametrize("extension", [".parquet", ".csv", ".jsonl", ".arrow"])
+def test_export_writes_a_query_result_in_the_format_its_extension_names(
+    tmp_path, extension: str
+) -> None:
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.json
+    import pyarrow.parquet as pq
+
+    uri = str(tmp_path / "store")
+    with lakestore.start_run(store=uri, experiment="e") as run:
+        run.log_metric_series("loss", [0.5, math.nan, math.inf], steps=[0, 1, 2])
+    target = tmp_path / f"loss{extension}"
+    seen: list[int] = []
+    with lakestore.connect(uri) as store:
+        written = store.export(
+            "SELECT step, value FROM metrics WHERE key = ? ORDER BY step", target, ["loss"],
+            progress=seen.append,
+        )  # fmt: skip
+    assert written == 3
+    assert seen == [3]
+    # pyarrow's CSV reader takes "nan" for null unless told otherwise
+    no_nulls = pyarrow.csv.ConvertOptions(null_values=[])
+    read = {
+        ".parquet": pq.read_table,
+        ".csv": lambda path: pyarrow.csv.read_csv(path, convert_options=no_nulls),
+        ".jsonl": pyarrow.json.read_json,
+        ".arrow": lambda path: pa.ipc.open_file(path).read_all(),
+    }[extension]
+    values = read(target).column("value").to_pylist()
+    if extension == ".jsonl":
+        assert values == [0.5, None, None]  # JSON has no NaN or infinity
+    else:
+        assert repr(values) == repr([0.5, math.nan, math.inf])
