@@ -3,22 +3,23 @@ which files are current.
 
 Every flush adds a file in a run's folder, so a store of many runs holds many small files,
 and listing them alone takes longer than a search should. Compacting a table of an
-experiment writes one *part*, ``compacted/<table>/experiment=<e>/part-<hash>.parquet``,
-holding the rows of the experiment's run files and of its small parts, sorted by run, with
-a ``run`` column. Its Parquet metadata lists the files it replaces; they are deleted after a
-grace period. The *live* files of a table are all files but the replaced ones; lakestore's
-readers read only those, so they see every row exactly once even while a compaction runs.
-A metrics part comes with a summary file of the same name under ``compacted/
-metric_summaries``: each run's count, min, max and latest value of each key, so that a
-search across runs reads little. docs/FORMAT.md is the contract.
+experiment writes one *part*, ``compacted/<table>/experiment=<e>/part-<generation>.parquet``,
+holding the rows of the experiment's run files and of its small parts, with a ``run``
+column. Parts are created exclusively, one generation after another, so concurrent
+compactions never publish overlapping parts. A part's Parquet metadata lists the files it
+replaces; they are deleted after a grace period. The *live* files of a table are all files
+but the replaced ones; lakestore's readers read only those, so they see every row exactly
+once even while a compaction runs. A metrics part comes with a summary file under
+``compacted/metric_summaries``: each run's count, min, max and latest value of each key, so
+that a search across runs reads little. docs/FORMAT.md is the contract.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
@@ -34,6 +35,7 @@ COMPACTED_ROOT = "compacted"
 SUMMARIES = "metric_summaries"
 PART_PREFIX = "part-"
 REPLACES_KEY = b"lakestore.replaces"
+SUMMARY_KEY = b"lakestore.summary"
 
 DEFAULT_GRACE = 30.0
 """Seconds between writing a part and deleting the files it replaces."""
@@ -93,10 +95,11 @@ class Listing(NamedTuple):
 class _Footer(NamedTuple):
     replaces: frozenset[str]
     rows: int
+    summary: str | None
 
 
-# A part's name is a hash of what it replaces and its rows never change, so its footer can
-# be remembered for the life of the process.
+# Part names are never reused (each is one generation higher than the last) and a part never
+# changes, so its footer can be remembered for the life of the process.
 _FOOTERS: dict[tuple[str, str], _Footer] = {}
 
 
@@ -105,10 +108,18 @@ def part_folder(table: str, experiment_folder: str) -> str:
     return f"{COMPACTED_ROOT}/{table}/{experiment_folder}"
 
 
-def summary_path(part: str) -> str:
+def summary_path(storage: Storage, part: str) -> str:
     """The metric summary file of the metrics part at ``part``."""
-    experiment_folder, name = part.split("/")[-2:]
-    return f"{part_folder(SUMMARIES, experiment_folder)}/{name}"
+    name = _footer(storage, part).summary
+    if name is None:
+        raise FileNotFoundError(f"metrics part {part} names no summary")
+    return f"{part_folder(SUMMARIES, part.split('/')[-2])}/{name}"
+
+
+def _generation(path: str) -> int:
+    """The generation of a part or summary, from its name ``part-<generation>[-...]``."""
+    name = posixpath.basename(path)
+    return int(name[len(PART_PREFIX) :].split("-")[0].split(".")[0])
 
 
 def _footer(storage: Storage, path: str) -> _Footer:
@@ -118,10 +129,14 @@ def _footer(storage: Storage, path: str) -> _Footer:
 
         with storage.open_read(path) as file:
             metadata = pq.read_metadata(file)
-        replaces = json.loads((metadata.metadata or {}).get(REPLACES_KEY, b"[]"))
+        pairs = metadata.metadata or {}
+        replaces = json.loads(pairs.get(REPLACES_KEY, b"[]"))
+        summary = pairs.get(SUMMARY_KEY)
         if len(_FOOTERS) > 100_000:
             _FOOTERS.clear()
-        _FOOTERS[key] = _Footer(frozenset(replaces), metadata.num_rows)
+        _FOOTERS[key] = _Footer(
+            frozenset(replaces), metadata.num_rows, None if summary is None else summary.decode()
+        )
     return _FOOTERS[key]
 
 
@@ -147,11 +162,7 @@ def _list(storage: Storage, table: str, experiment_folder: str) -> tuple[list[st
 
 
 def _live(storage: Storage, run_files: list[str], parts: list[str]) -> Listing:
-    sets = {part: _footer(storage, part).replaces for part in parts}
-    replaced = set().union(*sets.values())
-    for part, covers in sets.items():
-        if any(covers < other for other_part, other in sets.items() if other_part != part):
-            replaced.add(part)  # a concurrent compaction saw more files: it wins
+    replaced = set().union(*(_footer(storage, part).replaces for part in parts))
     return Listing(
         [path for path in run_files if path not in replaced],
         [path for path in parts if path not in replaced],
@@ -173,13 +184,17 @@ def _read_part_rows(storage: Storage, part: str, run_id: str) -> pa.Table:
 def find_run(storage: Storage, run_id: str) -> str | None:
     """The experiment folder (``experiment=<escaped>``) holding ``run_id``, if any."""
     folder = f"run={format.escape_partition_value(run_id)}"
-    found = storage.glob(f"runs/experiment=*/{folder}/*.parquet")
-    if found:
-        return found[0].split("/")[1]
-    for part in live_files(storage, "runs").parts:
-        if _retrying(lambda part=part: len(_read_part_rows(storage, part, run_id))):
-            return part.split("/")[-2]
-    return None
+
+    def find() -> str | None:
+        found = storage.glob(f"runs/experiment=*/{folder}/*.parquet")
+        if found:
+            return found[0].split("/")[1]
+        for part in live_files(storage, "runs").parts:
+            if len(_read_part_rows(storage, part, run_id)):
+                return part.split("/")[-2]
+        return None
+
+    return _retrying(find)
 
 
 def read_run(storage: Storage, table: str, experiment_folder: str, run_id: str) -> pa.Table:
@@ -237,21 +252,28 @@ def _chunks(storage: Storage, table: str, inputs: list[str]) -> Iterator[pa.Tabl
         yield pa.concat_tables(pending).sort_by(order)
 
 
-def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> None:
-    """Write the part at ``part`` from ``inputs``; for metrics, its summary first."""
+def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> bool:
+    """Create the part ``part`` from ``inputs`` (for metrics, its summary first), unless a
+    part of that name exists: True if this call created it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+    metadata = {REPLACES_KEY: json.dumps(inputs).encode()}
+    summary_file = None
+    if table == "metrics":
+        name = posixpath.basename(part).removesuffix(".parquet")
+        summary_name = f"{name}-{uuid.uuid4().hex}.parquet"
+        summary_file = f"{part_folder(SUMMARIES, part.split('/')[-2])}/{summary_name}"
+        metadata[SUMMARY_KEY] = summary_name.encode()
 
     def write(destination: str | BinaryIO) -> None:
         summaries: list[pa.Table] = []
         connection = None
-        if table == "metrics":
+        if summary_file is not None:
             import duckdb
 
             connection = duckdb.connect()
-        metadata = {REPLACES_KEY: json.dumps(inputs).encode()}
         with pq.ParquetWriter(
             destination, schema.with_metadata(metadata), compression="zstd"
         ) as writer:
@@ -261,35 +283,38 @@ def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> N
                     connection.register("chunk", chunk)
                     summaries.append(connection.sql(_SUMMARY_SQL).to_arrow_table())
                     connection.unregister("chunk")
-        if connection is not None:
+        if connection is not None and summary_file is not None:
             connection.close()
             summary = pa.concat_tables(summaries).cast(summary_schema())
             # Before the part becomes visible (when this returns): a live part has a summary.
             storage.put_file(
-                summary_path(part),
+                summary_file,
                 lambda target: pq.write_table(summary, target, compression="zstd"),
             )
 
-    storage.put_file(part, write)
+    created = storage.put_file(part, write, exclusive=True)
+    if not created and summary_file is not None:
+        storage.delete(summary_file)
+    return created
 
 
 def compact_experiment(storage: Storage, table: str, experiment_folder: str) -> bool:
     """Merge the run files and small parts of one experiment's ``table`` into a part.
 
-    True if it wrote one. The merged files are not deleted here: see
-    :func:`delete_replaced`.
+    True if it wrote one; False if there was nothing to merge or another compaction
+    published a part first (its generation was taken). The merged files are not deleted
+    here: see :func:`delete_replaced`.
     """
 
     def attempt() -> bool:
-        listing = _live(storage, *_list(storage, table, experiment_folder))
+        run_files, parts = _list(storage, table, experiment_folder)
+        listing = _live(storage, run_files, parts)
         small_parts = [p for p in listing.parts if _footer(storage, p).rows < PART_ROWS]
         if not listing.runs and len(small_parts) < 2:
             return False
-        inputs = sorted(listing.runs + small_parts)
-        digest = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:32]
-        part = f"{part_folder(table, experiment_folder)}/{PART_PREFIX}{digest}.parquet"
-        _write_part(storage, table, part, inputs)
-        return True
+        generation = max((_generation(path) for path in parts), default=0) + 1
+        part = f"{part_folder(table, experiment_folder)}/{PART_PREFIX}{generation:010d}.parquet"
+        return _write_part(storage, table, part, sorted(listing.runs + small_parts))
 
     return _retrying(attempt)
 
@@ -309,13 +334,12 @@ def _delete_settled(storage: Storage, table: str, experiment_folder: str, grace:
     run_files, parts = _list(storage, table, experiment_folder)
     if not parts:
         return 0
-    sets = {part: _footer(storage, part).replaces for part in parts}
+    covers = {part: _footer(storage, part).replaces for part in parts}
     now = time.time()
-    settled = [part for part in parts if now - storage.modified(part) >= grace]
     doomed: set[str] = set()
-    for part in settled:
-        doomed |= sets[part]
-        doomed |= {other for other, covers in sets.items() if covers < sets[part]}
+    for part in parts:
+        if now - storage.modified(part) >= grace:
+            doomed |= covers[part]
     existing = set(run_files) | set(parts)
     deleted = 0
     for path in sorted(doomed & set(run_files)):
@@ -324,17 +348,34 @@ def _delete_settled(storage: Storage, table: str, experiment_folder: str, grace:
         deleted += 1
     doomed_parts = doomed & set(parts)
     while doomed_parts:
-        ready = {part for part in doomed_parts if not sets[part] & existing}
+        ready = {part for part in doomed_parts if not covers[part] & existing}
         if not ready:
             break
         for part in sorted(ready):
             storage.delete(part)
             if table == "metrics":
-                storage.delete(summary_path(part))
+                storage.delete(summary_path(storage, part))
             existing.discard(part)
             deleted += 1
         doomed_parts -= ready
+    if table == "metrics":
+        deleted += _delete_orphan_summaries(storage, experiment_folder, parts)
     return deleted
+
+
+def _delete_orphan_summaries(storage: Storage, experiment_folder: str, parts: list[str]) -> int:
+    """Delete summaries left by compactions that lost the race for their generation (or
+    stopped before publishing their part): those whose generation a part already has."""
+    named = {summary_path(storage, part) for part in parts}
+    newest = max(_generation(part) for part in parts)
+    orphans = [
+        path
+        for path in storage.glob(f"{part_folder(SUMMARIES, experiment_folder)}/*.parquet")
+        if path not in named and _generation(path) <= newest
+    ]
+    for path in orphans:
+        storage.delete(path)
+    return len(orphans)
 
 
 def _experiment_folders(storage: Storage, table: str, experiment: str | None) -> list[str]:

@@ -146,7 +146,8 @@ class Store:
             listing[f"{table}_parts"] = [self.storage.path(path) for path in live.parts]
             if table == "metrics":
                 listing["metric_summaries"] = [
-                    self.storage.path(compaction.summary_path(path)) for path in live.parts
+                    self.storage.path(compaction.summary_path(self.storage, path))
+                    for path in live.parts
                 ]
         return listing
 

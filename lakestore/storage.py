@@ -53,16 +53,22 @@ class Storage(ABC):
         return f"{self.url}/{relative}"
 
     @abstractmethod
-    def put_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> None:
+    def put_file(
+        self, relative: str, write: Callable[[str | BinaryIO], None], *, exclusive: bool = False
+    ) -> bool:
         """Create ``relative`` with ``write(destination)``; readers see all of it or nothing.
 
         ``destination`` is a local path or a binary file object: what ``pyarrow.parquet``
-        and most writers accept. A file that already exists is replaced.
+        and most writers accept. A file that already exists is replaced, unless
+        ``exclusive``: then it is kept, and this returns False (of several processes
+        creating one name at once, exactly one gets True).
         """
 
-    @abstractmethod
     def put_if_absent(self, relative: str, data: bytes) -> bool:
         """Write ``data`` as ``relative`` unless it exists; True if this call wrote it."""
+        return self.put_file(
+            relative, lambda destination: _write_bytes(destination, data), exclusive=True
+        )
 
     @abstractmethod
     def get(self, relative: str) -> bytes | None:
@@ -94,7 +100,9 @@ class LocalStorage(Storage):
         if os.path.exists(self.url) and not os.path.isdir(self.url):
             raise StoreError(f"store path {self.url!r} is a file, not a folder")
 
-    def put_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> None:
+    def put_file(
+        self, relative: str, write: Callable[[str | BinaryIO], None], *, exclusive: bool = False
+    ) -> bool:
         target = self.path(relative)
         folder, name = os.path.split(target)
         temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
@@ -106,27 +114,17 @@ class LocalStorage(Storage):
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
-            os.replace(temporary, target)
-        except BaseException:
+            if not exclusive:
+                os.replace(temporary, target)
+                return True
+            try:
+                os.link(temporary, target)  # fails if the target exists: exclusive and whole
+            except FileExistsError:
+                return False
             _remove_quietly(temporary)
-            raise
-
-    def put_if_absent(self, relative: str, data: bytes) -> bool:
-        target = self.path(relative)
-        folder, name = os.path.split(target)
-        os.makedirs(folder, exist_ok=True)
-        temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temporary, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.link(temporary, target)  # fails if the target exists: exclusive and whole
-        except FileExistsError:
-            return False
+            return True
         finally:
             _remove_quietly(temporary)
-        return True
 
     def get(self, relative: str) -> bytes | None:
         try:
@@ -175,18 +173,20 @@ class FsspecStorage(Storage):
     def _full(self, relative: str) -> str:
         return f"{self._root}/{relative}"
 
-    def put_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> None:
+    def put_file(
+        self, relative: str, write: Callable[[str | BinaryIO], None], *, exclusive: bool = False
+    ) -> bool:
         assert self.fs is not None
         # Whole in memory, then one upload: a file object opened on the store would make a
         # partial file visible if writing failed half-way.
         buffer = io.BytesIO()
         write(buffer)
-        self.fs.pipe_file(self._full(relative), buffer.getvalue())
-
-    def put_if_absent(self, relative: str, data: bytes) -> bool:
-        assert self.fs is not None
         try:
-            self.fs.pipe_file(self._full(relative), data, mode="create")
+            self.fs.pipe_file(
+                self._full(relative),
+                buffer.getvalue(),
+                mode="create" if exclusive else "overwrite",
+            )
         except FileExistsError:
             return False
         return True
@@ -232,6 +232,14 @@ def open_storage(
     if text.startswith("file://"):
         return LocalStorage(text[len("file://") :])
     return FsspecStorage(text, storage_options or {})
+
+
+def _write_bytes(destination: str | BinaryIO, data: bytes) -> None:
+    if isinstance(destination, str):
+        with open(destination, "wb") as file:
+            file.write(data)
+    else:
+        destination.write(data)
 
 
 def _create_in_folder(path: str) -> None:

@@ -128,6 +128,35 @@ def test_during_the_grace_period_glob_readers_see_duplicates_and_lakestore_does_
     assert len(READERS["duckdb"](uri, "metrics")) == 500
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_of_compactions_racing_for_a_generation_one_publishes(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    uri = fresh_store_uri(backend, request)
+    _log_in_many_files(uri)
+    storage = open_storage(uri)
+    start = threading.Barrier(4)
+    published: list[bool] = []
+
+    def compact_at_once() -> None:
+        start.wait()
+        published.append(compaction.compact_experiment(storage, "metrics", "experiment=e"))
+
+    threads = [threading.Thread(target=compact_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(published) == [False, False, False, True]
+    assert len(_parts(uri, "metrics")) == 1
+    assert len(storage.glob("compacted/metric_summaries/*/*.parquet")) == 1  # losers' gone
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*), count(DISTINCT step) FROM metrics").fetchall() == [
+            (500, 500)
+        ]
+        assert store.sql("SELECT sum(count) FROM metric_summary").fetchall() == [(500,)]
+
+
 def test_a_later_compaction_merges_the_part_with_new_files(tmp_path: Path) -> None:
     uri = str(tmp_path)
     run_id = _log_in_many_files(uri)
