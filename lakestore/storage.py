@@ -228,10 +228,19 @@ def open_storage(
     """
     text = os.fspath(uri)
     if "://" not in text:
-        return LocalStorage(text)
-    if text.startswith("file://"):
-        return LocalStorage(text[len("file://") :])
-    return FsspecStorage(text, storage_options or {})
+        storage: Storage = LocalStorage(text)
+    elif text.startswith("file://"):
+        storage = LocalStorage(text[len("file://") :])
+    else:
+        storage = FsspecStorage(text, storage_options or {})
+    for segment in storage.url.split("://")[-1].split("/"):
+        if "=" in segment:
+            # Hive readers take every key=value folder in a path for a partition column.
+            raise StoreError(
+                f"store path {storage.url!r} has a folder named {segment!r}; readers would "
+                "take it for a partition column: put the store in a folder without '='"
+            )
+    return storage
 
 
 def _write_bytes(destination: str | BinaryIO, data: bytes) -> None:

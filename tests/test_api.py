@@ -25,6 +25,7 @@ from lakestore.errors import (
     RunAlreadyActiveError,
     RunEndedError,
     RunNotFoundError,
+    StoreError,
 )
 from tests.readers import read_duckdb
 
@@ -618,3 +619,10 @@ def test_a_start_that_cannot_write_leaves_no_run_behind(tmp_path: Path) -> None:
     time.sleep(0.2)
     assert not list(tmp_path.glob("runs/*/*/*.parquet"))
     assert lakestore.active_run() is None
+
+
+def test_a_store_folder_named_like_a_partition_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "run=3" / "store"
+    with pytest.raises(StoreError, match="has a folder named 'run=3'"):
+        lakestore.start_run(store=str(root))
+    assert not root.exists()
