@@ -259,6 +259,7 @@ def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> b
     import pyarrow.parquet as pq
 
     schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+    folder = posixpath.dirname(part)
     metadata = {REPLACES_KEY: json.dumps(inputs).encode()}
     summary_file = None
     if table == "metrics":
@@ -291,11 +292,24 @@ def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> b
                 summary_file,
                 lambda target: pq.write_table(summary, target, compression="zstd"),
             )
+        # The exclusive create refuses a generation that another part holds, but not one
+        # whose part was published and deleted since this compaction listed (it stalled for
+        # several compactions): a newer generation then exists, so give up.
+        generation = _generation(part)
+        if any(_generation(path) >= generation for path in storage.glob(f"{folder}/*.parquet")):
+            raise _GenerationTakenError
 
-    created = storage.put_file(part, write, exclusive=True)
+    try:
+        created = storage.put_file(part, write, exclusive=True)
+    except _GenerationTakenError:
+        created = False
     if not created and summary_file is not None:
         storage.delete(summary_file)
     return created
+
+
+class _GenerationTakenError(Exception):
+    """Another compaction published this generation (or a later one) first."""
 
 
 def compact_experiment(storage: Storage, table: str, experiment_folder: str) -> bool:

@@ -115,8 +115,10 @@ class LocalStorage(Storage):
             finally:
                 os.close(descriptor)
             if not exclusive:
+                os.utime(temporary)  # the file's age is counted from when it appears
                 os.replace(temporary, target)
                 return True
+            os.utime(temporary)  # the file's age is counted from when it appears
             try:
                 os.link(temporary, target)  # fails if the target exists: exclusive and whole
             except FileExistsError:
