@@ -116,9 +116,19 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def column_values(column: pa.ChunkedArray) -> list[Any]:
+    """A column's values as Python objects, maps as dicts (even empty ones)."""
+    import pyarrow as pa
+
+    values = column.to_pylist()
+    if pa.types.is_map(column.type):
+        return [None if value is None else dict(value) for value in values]
+    return values
+
+
 def rows(table: pa.Table) -> list[list[Any]]:
     """Rows as lists (not dicts, which would fold columns of the same name)."""
-    columns = [column.to_pylist() for column in table.columns]
+    columns = [column_values(column) for column in table.columns]
     return [list(row) for row in zip(*columns, strict=True)] if columns else []
 
 
@@ -130,7 +140,7 @@ def flat(table: pa.Table) -> pa.Table:
         if pa.types.is_nested(field.type):
             text = [
                 None if value is None else json.dumps(json_value(value), ensure_ascii=False)
-                for value in table.column(index).to_pylist()
+                for value in column_values(table.column(index))
             ]
             table = table.set_column(index, field.name, pa.array(text, pa.string()))
     return table

@@ -116,6 +116,8 @@ def test_export_of_runs_writes_the_tags_map_in_every_batch(
     for index in range(5):
         with lakestore.start_run(store=uri, run_name=f"r{index}", tags={"team": f"t{index}"}):
             pass
+    with lakestore.start_run(store=uri, run_name="untagged"):
+        pass
     monkeypatch.setattr("lakestore.export.BATCH_ROWS", 2)
     target = tmp_path / f"runs{extension}"
     invoke("export", "runs", str(target), "-s", uri)
@@ -124,7 +126,7 @@ def test_export_of_runs_writes_the_tags_map_in_every_batch(
         tags = {row["run_name"]: json.loads(row["tags"]) for row in _csv(text)}
     else:
         tags = {row["run_name"]: row["tags"] for row in map(json.loads, text.splitlines())}
-    assert tags == {f"r{index}": {"team": f"t{index}"} for index in range(5)}
+    assert tags == {f"r{index}": {"team": f"t{index}"} for index in range(5)} | {"untagged": {}}
 
 
 def test_query_markdown_and_json(store) -> None:
