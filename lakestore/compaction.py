@@ -441,16 +441,7 @@ def compact_store(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Compact the store at ``uri`` (default: the store runs are written to); see compact()."""
-    from lakestore import tracking
-    from lakestore.errors import StoreError
-    from lakestore.storage import open_storage
+    from lakestore.tracking import open_existing_store
 
-    if uri is None:
-        uri = tracking.get_store_uri()
-        storage_options = (
-            tracking.get_store_options() if storage_options is None else storage_options
-        )
-    storage = open_storage(uri, storage_options)
-    if format.read_format_version(storage) is None:
-        raise StoreError(f"no lakestore store at {storage.url}")
+    storage = open_existing_store(uri, storage_options)
     return compact(storage, experiment, grace=grace, progress=progress)

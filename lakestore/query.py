@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from lakestore import compaction, format, search
 from lakestore.errors import QueryError, StoreError
-from lakestore.storage import Storage, open_storage
+from lakestore.storage import Storage
 
 if TYPE_CHECKING:
     import duckdb
@@ -442,17 +442,6 @@ def connect(
     uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> Store:
     """Open the store at ``uri`` for querying (default: the store runs are written to)."""
-    from lakestore import tracking
+    from lakestore.tracking import open_existing_store
 
-    if uri is None:
-        uri = tracking.get_store_uri()
-        storage_options = (
-            tracking.get_store_options() if storage_options is None else storage_options
-        )
-    storage = open_storage(uri, storage_options)
-    if storage.get(format.MARKER_FILE) is None:
-        raise StoreError(
-            f"no lakestore store at {storage.url}: log a run there first, "
-            "or pass the store's location (--store / $LAKESTORE_URI)"
-        )
-    return Store(storage)
+    return Store(open_existing_store(uri, storage_options))

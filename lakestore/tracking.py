@@ -27,6 +27,7 @@ from lakestore.errors import (
     ParamConflictError,
     RunAlreadyActiveError,
     RunNotFoundError,
+    StoreError,
 )
 from lakestore.storage import Storage, default_uri, open_storage
 from lakestore.writer import RunWriter, WriterOptions, metric_table
@@ -69,6 +70,22 @@ def get_store_uri() -> str:
 def get_store_options() -> dict[str, Any]:
     """The storage options given to set_store()."""
     return dict(_store_options)
+
+
+def open_existing_store(
+    uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
+) -> Storage:
+    """The store at ``uri`` (default: the store runs are written to), which must exist."""
+    if uri is None:
+        uri = get_store_uri()
+        storage_options = get_store_options() if storage_options is None else storage_options
+    storage = open_storage(uri, storage_options)
+    if format.read_format_version(storage) is None:
+        raise StoreError(
+            f"no lakestore store at {storage.url}: log a run there first, "
+            "or pass the store's location (--store / $LAKESTORE_URI)"
+        )
+    return storage
 
 
 def set_experiment(name: str) -> None:
