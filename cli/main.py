@@ -17,6 +17,7 @@ import typer
 
 import lakestore
 import lakestore.compaction
+import lakestore.maintenance
 from lakestore.errors import LakestoreError
 from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
 
@@ -242,3 +243,17 @@ def compact(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     typer.echo(f"wrote {written} part(s)", err=True)
+
+
+@app.command()
+def clean(
+    older_than: Annotated[
+        float,
+        typer.Option(help="Only temporary files last written more than this many seconds ago."),
+    ] = lakestore.maintenance.DEFAULT_TEMPORARY_AGE,
+    store: StoreOption = None,
+) -> None:
+    """Remove the temporary files that writers killed mid-write left behind."""
+    with _errors():
+        removed = lakestore.clean(store, older_than=older_than)
+    typer.echo(f"removed {removed} temporary file(s)", err=True)

@@ -22,6 +22,7 @@ from lakestore.tracking import (
 
 if TYPE_CHECKING:
     from lakestore.compaction import compact_store as compact
+    from lakestore.maintenance import clean_store as clean
     from lakestore.query import Store, connect
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ _LAZY = {
     "Store": ("lakestore.query", "Store"),
     "connect": ("lakestore.query", "connect"),
     "compact": ("lakestore.compaction", "compact_store"),
+    "clean": ("lakestore.maintenance", "clean_store"),
 }
 
 
@@ -50,6 +52,7 @@ __all__ = [
     "Run",
     "Store",
     "active_run",
+    "clean",
     "compact",
     "connect",
     "end_run",

@@ -15,6 +15,7 @@ import contextlib
 import glob
 import io
 import os
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -69,6 +70,11 @@ class Storage(ABC):
         return self.put_file(
             relative, lambda destination: _write_bytes(destination, data), exclusive=True
         )
+
+    def remove_temporary(self, older_than: float) -> int:
+        """Remove temporary files last written over ``older_than`` seconds ago (a killed
+        writer leaves them); returns how many. Object stores have none: a file is one PUT."""
+        return 0
 
     @abstractmethod
     def get(self, relative: str) -> bytes | None:
@@ -141,6 +147,20 @@ class LocalStorage(Storage):
 
     def open_read(self, relative: str) -> BinaryIO:
         return open(self.path(relative), "rb")
+
+    def remove_temporary(self, older_than: float) -> int:
+        removed = 0
+        cutoff = time.time() - older_than
+        for folder, _, names in os.walk(self.url):
+            for name in names:
+                if not (name.startswith(TEMPORARY_PREFIX) and name.endswith(".tmp")):
+                    continue
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.getmtime(path) < cutoff:
+                        os.remove(path)
+                        removed += 1
+        return removed
 
     def delete(self, relative: str) -> None:
         path = self.path(relative)
