@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import multiprocessing
 import os
 import shutil
@@ -49,7 +48,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_write import Results, fmt_seconds, machine_info, machine_markdown, progress
+from bench_write import (
+    Results,
+    fmt_seconds,
+    load_average,
+    machine_info,
+    machine_markdown,
+    progress,
+    write_report,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "bench_query.json"
@@ -271,7 +278,7 @@ def main(argv: list[str]) -> int:
     info = machine_info()
     started = dt.datetime.now(dt.UTC)
     sizes = [measure_size(count, steps, args.repeats, args.keep) for count in runs]
-    info["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
+    info["load_average_at_end"] = load_average()
 
     results = Results()
     report(results, sizes)
@@ -283,13 +290,12 @@ def main(argv: list[str]) -> int:
         f"{runs[-1]:,} runs / figure at {runs[0]:,} runs\n"
     )
     print(results.markdown())
-    document = {
-        "benchmark": "bench_query",
-        "command": [sys.executable, *sys.argv],
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
-        "machine": info,
-        "settings": {
+    write_report(
+        args.json,
+        "bench_query",
+        started,
+        info,
+        settings={
             "runs": runs,
             "experiments": EXPERIMENTS,
             "metrics": METRICS,
@@ -297,13 +303,10 @@ def main(argv: list[str]) -> int:
             "repeats": args.repeats,
             "statistic": "median",
         },
-        "goals_s": GOALS,
-        "rows": results.rows,
-        "sizes": sizes,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    progress(f"results written to {args.json}")
+        goals_s=GOALS,
+        rows=results.rows,
+        sizes=sizes,
+    )
     return 0 if all(row["goal_met"] is not False for row in results.rows) else 1
 
 

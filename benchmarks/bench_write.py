@@ -595,7 +595,7 @@ def _git_commit() -> str:
     return f"{head} + uncommitted changes to {', '.join(changed)}" if changed else head
 
 
-def _load_average() -> list[float] | None:
+def load_average() -> list[float] | None:
     try:
         return [round(load, 2) for load in os.getloadavg()]
     except OSError:
@@ -621,7 +621,7 @@ def machine_info() -> dict[str, Any]:
         "duckdb": _version("duckdb"),
         "numpy": _version("numpy"),
         "temporary_dir": tempfile.gettempdir(),
-        "load_average_at_start": _load_average(),
+        "load_average_at_start": load_average(),
     }
 
 
@@ -638,6 +638,27 @@ def machine_markdown(info: dict[str, Any]) -> str:
             f"at start {info['load_average_at_start']}, at end {info['load_average_at_end']}",
         ]
     )
+
+
+def write_report(
+    path: Path,
+    benchmark: str,
+    started: dt.datetime,
+    machine: dict[str, Any],
+    **figures: Any,
+) -> None:
+    """Write a benchmark's JSON report: what ran, where, when, and ``figures``."""
+    report = {
+        "benchmark": benchmark,
+        "command": [sys.executable, *sys.argv],
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
+        "machine": machine,
+        **figures,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    progress(f"results written to {path}")
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -683,7 +704,7 @@ def main(argv: list[str]) -> int:
     if "process_one_run" in scenarios:
         bench_process(results, process_repeats)
 
-    info["load_average_at_end"] = _load_average()
+    info["load_average_at_end"] = load_average()
     print(f"# lakestore write benchmark ({'quick' if args.quick else 'full'})\n")
     print(machine_markdown(info))
     print(
@@ -694,13 +715,12 @@ def main(argv: list[str]) -> int:
     for failure in results.failures:
         print(f"\nFAILED CHECK: {failure}")
 
-    report = {
-        "benchmark": "bench_write",
-        "command": [sys.executable, *sys.argv],
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
-        "machine": info,
-        "settings": {
+    write_report(
+        args.json,
+        "bench_write",
+        started,
+        info,
+        settings={
             "quick": args.quick,
             "repeats": repeats,
             "process_repeats": process_repeats,
@@ -709,18 +729,15 @@ def main(argv: list[str]) -> int:
             "scenarios": scenarios,
             "statistic": "median",
         },
-        "goals": {
+        goals={
             "log_metric_ns_per_call_below": GOAL_NS_PER_CALL,
             "log_metric_1m_total_s_below": GOAL_TOTAL_S,
             "series_ratio_to_floor_at_most": GOAL_SERIES_RATIO,
         },
-        "rows": results.rows,
-        "samples": results.samples,
-        "failures": results.failures,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    progress(f"results written to {args.json}")
+        rows=results.rows,
+        samples=results.samples,
+        failures=results.failures,
+    )
     return 1 if results.failures else 0
 
 
