@@ -257,3 +257,11 @@ def clean(
     with _errors():
         removed = lakestore.clean(store, older_than=older_than)
     typer.echo(f"removed {removed} temporary file(s)", err=True)
+
+
+@app.command()
+def sync(store: StoreOption = None) -> None:
+    """Upload the files a writer left in this machine's spool during a store outage."""
+    with _errors():
+        uploaded = lakestore.sync(store)
+    typer.echo(f"uploaded {uploaded} spooled file(s)", err=True)

@@ -23,6 +23,7 @@ from lakestore.tracking import (
 if TYPE_CHECKING:
     from lakestore.compaction import compact_store as compact
     from lakestore.maintenance import clean_store as clean
+    from lakestore.maintenance import sync_spool as sync
     from lakestore.query import Store, connect
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ _LAZY = {
     "connect": ("lakestore.query", "connect"),
     "compact": ("lakestore.compaction", "compact_store"),
     "clean": ("lakestore.maintenance", "clean_store"),
+    "sync": ("lakestore.maintenance", "sync_spool"),
 }
 
 
@@ -67,4 +69,5 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "sync",
 ]

@@ -46,6 +46,9 @@ MAX_PARTITION_BYTES = 240
 
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 
+HEARTBEAT_INTERVAL = 60.0
+"""Seconds between the RUNNING events (heartbeats) a writer logs while its run is open."""
+
 _RESERVED_PARTITION_VALUES = ("__HIVE_DEFAULT_PARTITION__",)
 _UNRESERVED_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -68,7 +68,7 @@ class Storage(ABC):
     def put_if_absent(self, relative: str, data: bytes) -> bool:
         """Write ``data`` as ``relative`` unless it exists; True if this call wrote it."""
         return self.put_file(
-            relative, lambda destination: _write_bytes(destination, data), exclusive=True
+            relative, lambda destination: write_bytes(destination, data), exclusive=True
         )
 
     def remove_temporary(self, older_than: float) -> int:
@@ -265,7 +265,8 @@ def open_storage(
     return storage
 
 
-def _write_bytes(destination: str | BinaryIO, data: bytes) -> None:
+def write_bytes(destination: str | BinaryIO, data: bytes) -> None:
+    """Write ``data`` to ``destination``, a path or a binary file (a ``put_file`` writer)."""
     if isinstance(destination, str):
         with open(destination, "wb") as file:
             file.write(data)

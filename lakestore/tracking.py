@@ -519,6 +519,7 @@ def start_run(
 
     tag_rows = _tag_rows(tags or {})
     run = Run(storage, experiment, run_id, run_name, parent_run_id, params, options)
+    run._writer.heartbeat_event = lambda: _event("RUNNING", run, event_time=_now_us())
     now = _now_us()
     run._writer.append_rows("runs", [_event("RUNNING", run, event_time=now, start_time=now)])
     run._writer.append_rows("tags", tag_rows)

@@ -8,22 +8,31 @@ sooner when ``flush_rows`` rows are waiting; :meth:`RunWriter.close` writes the 
 Every flush gives each file its final name before the first attempt to write it, and a
 failed write is retried under that same name: a file written twice holds the same rows, so
 retries never duplicate data.
+
+On a remote store, a file that cannot be uploaded goes to the local spool
+(:mod:`lakestore.spool`) instead of staying in memory, and so do the files after it until
+the store answers again: logging never waits for an unreachable store.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
+import io
 import logging
 import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor  # imported now: not at interpreter exit
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from lakestore import format
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
+from lakestore.spool import Spool
+from lakestore.storage import write_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,18 +56,28 @@ BACKPRESSURE_FACTOR = 8
 CLOSE_RETRY_DELAYS = (0.5, 2.0)
 """Seconds to wait before each extra attempt of the final flush when a run ends."""
 
+SPOOL_RETRY_DELAYS = (1.0, 30.0)
+"""Seconds between attempts to upload spooled files: the first, doubling up to the last."""
+
 
 class WriterOptions(NamedTuple):
     """How often a writer flushes and how much it may hold in memory."""
 
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     flush_rows: int = DEFAULT_FLUSH_ROWS
+    heartbeat_interval: float = format.HEARTBEAT_INTERVAL
+    spool: bool = True
+    """Spool files that a remote store refuses to local disk (else keep them in memory)."""
 
     @classmethod
     def from_environment(
         cls, flush_interval: float | None = None, flush_rows: int | None = None
     ) -> WriterOptions:
-        """Options from the arguments, else $LAKESTORE_FLUSH_INTERVAL / _ROWS, else defaults."""
+        """Options from the arguments, else $LAKESTORE_FLUSH_INTERVAL / _ROWS, else defaults.
+
+        $LAKESTORE_HEARTBEAT_INTERVAL sets the seconds between heartbeats (default 60);
+        readers count a writer as lost after format.LOST_AFTER seconds without one.
+        """
         if flush_interval is None:
             flush_interval = _from_environment(
                 "LAKESTORE_FLUSH_INTERVAL", float, DEFAULT_FLUSH_INTERVAL
@@ -71,7 +90,15 @@ class WriterOptions(NamedTuple):
             )
         if flush_rows < 1:
             raise InvalidValueError(f"flush_rows must be >= 1, got {flush_rows!r}")
-        return cls(flush_interval=flush_interval, flush_rows=flush_rows)
+        heartbeat_interval = _from_environment(
+            "LAKESTORE_HEARTBEAT_INTERVAL", float, format.HEARTBEAT_INTERVAL
+        )
+        if not (heartbeat_interval > 0 and math.isfinite(heartbeat_interval)):
+            raise InvalidValueError(
+                "$LAKESTORE_HEARTBEAT_INTERVAL must be a finite number of seconds > 0, "
+                f"got {heartbeat_interval!r}"
+            )
+        return cls(flush_interval, flush_rows, heartbeat_interval)
 
 
 def _from_environment(name: str, parse: type[Any], default: Any) -> Any:
@@ -142,6 +169,13 @@ class RunWriter:
         self._unwritten: list[_NamedFile] = []
         self._closed = False
         self._pid = os.getpid()
+        self._spool = Spool(storage.url) if options.spool and storage.fs is not None else None
+        self._spooled: list[str] = []  # this writer's files in the spool, oldest first
+        self._spool_retry_at = 0.0  # time.monotonic() of the next upload attempt
+        self._spool_retry_delay = SPOOL_RETRY_DELAYS[0]
+        self.heartbeat_event: Callable[[], tuple[Any, ...]] | None = None
+        """Builds the runs-table row that says this writer is alive; set by the run."""
+        self._last_event = time.monotonic()
         self._wake = threading.Event()
         self._thread = threading.Thread(
             target=self._flush_in_background, name=f"lakestore-flush-{run_id[:8]}", daemon=True
@@ -215,6 +249,8 @@ class RunWriter:
         with self._lock:
             self._check_open()
             self._rows[table].extend(rows)
+            if table == "runs":
+                self._last_event = time.monotonic()
 
     def _add_key(self, key: str) -> int:
         format.check_key(key, "metric")
@@ -314,9 +350,10 @@ class RunWriter:
     def _write_unwritten(self) -> None:
         """Write the named files: data files in parallel, then run events, in order.
 
-        A file leaves the queue as soon as it is written, so an interrupted flush never
-        writes it twice.
+        A file leaves the queue as soon as it is written (or spooled), so an interrupted
+        flush never writes it twice.
         """
+        self._upload_spooled()
         data = [item for item in self._unwritten if item.table_name != "runs"]
         events = [item for item in self._unwritten if item.table_name == "runs"]
         errors: list[str | None] = []
@@ -344,9 +381,12 @@ class RunWriter:
             )
 
     def _write_file(self, item: _NamedFile) -> str | None:
-        """Write one named file; the error, as text, if it failed."""
+        """Write (or spool) one named file; the error, as text, if it failed."""
         try:
-            self.storage.put_file(item.path, partial(_write_parquet, item.table))
+            if self._spool is None:
+                self.storage.put_file(item.path, partial(_write_parquet, item.table))
+            else:
+                self._upload_or_spool(item)
         except Exception as error:  # any backend error: the file stays queued for a retry
             return f"{item.path}: {error}"
         with self._lock:
@@ -358,12 +398,88 @@ class RunWriter:
                 self._room.notify_all()
         return None
 
+    def _upload_or_spool(self, item: _NamedFile) -> None:
+        """Upload ``item``, or spool it if the store refuses it or has files spooled before it
+        (they go first: a run's events never land before the data logged before them)."""
+        assert self._spool is not None
+        data = io.BytesIO()
+        _write_parquet(item.table, data)
+        if not self._spooled:
+            try:
+                self.storage.put_file(item.path, partial(write_bytes, data=data.getvalue()))
+                return
+            except Exception as error:  # any backend error: the file waits in the spool
+                with self._lock:
+                    if not self._spooled and self._spool_retry_at <= time.monotonic():
+                        logger.warning(
+                            "lakestore cannot write to %s (%s); run %s goes on, its files wait "
+                            "in the spool %s until the store answers",
+                            self.storage.url,
+                            error,
+                            self.run_id,
+                            self._spool.folder,
+                        )
+                    self._spool_retry_at = time.monotonic() + self._spool_retry_delay
+        self._spool.put(item.path, data.getvalue())
+        with self._lock:
+            self._spooled.append(item.path)
+
+    def _upload_spooled(self, *, now: bool = False) -> None:
+        """Upload this writer's spooled files, oldest first, if their next attempt is due
+        (or ``now``); on a failure, the attempt after waits twice as long."""
+        if not self._spooled or (not now and time.monotonic() < self._spool_retry_at):
+            return
+        assert self._spool is not None
+        try:
+            while self._spooled:
+                self._spool.upload(self.storage, self._spooled[0])
+                with self._lock:
+                    del self._spooled[0]
+        except Exception as error:  # still unreachable: try again later
+            logger.debug("lakestore spool upload failed: %s", error)
+            self._spool_retry_delay = min(2 * self._spool_retry_delay, SPOOL_RETRY_DELAYS[-1])
+            self._spool_retry_at = time.monotonic() + self._spool_retry_delay
+        else:
+            self._spool_retry_delay = SPOOL_RETRY_DELAYS[0]
+            logger.warning(
+                "lakestore reached %s again: the spooled files are uploaded", self.storage.url
+            )
+
+    def _upload_others_spooled(self) -> None:
+        """Upload files that earlier processes left in this store's spool (crashed, or ended
+        during an outage): the store answers, since this run has just started on it."""
+        if self._spool is None:
+            return
+        try:
+            uploaded = self._spool.drain(self.storage)
+        except Exception as error:  # still unreachable: `lakestore sync` or a later run will
+            logger.warning("lakestore could not upload the spool %s: %s", self._spool.folder, error)
+        else:
+            if uploaded:
+                logger.warning(
+                    "lakestore uploaded %d file(s) left in the spool %s",
+                    uploaded,
+                    self._spool.folder,
+                )
+
+    def _beat_if_due(self) -> None:
+        """Log a heartbeat event if no run event was logged for a heartbeat interval."""
+        if (
+            self.heartbeat_event is not None
+            and time.monotonic() - self._last_event >= self.options.heartbeat_interval
+        ):
+            with contextlib.suppress(RunEndedError):
+                self.append_rows("runs", [self.heartbeat_event()])
+
     def _flush_in_background(self) -> None:
+        self._upload_others_spooled()
         while not self._closed:
-            self._wake.wait(self.options.flush_interval)
+            until_beat = self._last_event + self.options.heartbeat_interval - time.monotonic()
+            self._wake.wait(max(0.0, min(self.options.flush_interval, until_beat)))
             self._wake.clear()
             if self._closed:
                 return
+            self._beat_if_due()
             try:
                 self.flush()
             except Exception as error:  # reported, never raised into the training thread
@@ -383,8 +499,24 @@ class RunWriter:
                 logger.warning("lakestore final flush failed, retrying in %ss: %s", delay, error)
                 time.sleep(delay)
             else:
+                break
+        else:
+            self.flush()
+        for delay in (0.0, *CLOSE_RETRY_DELAYS):
+            if not self._spooled:
                 return
-        self.flush()
+            time.sleep(delay)
+            self._upload_spooled(now=True)
+        if self._spooled:
+            logger.warning(
+                "lakestore could not reach %s: %d file(s) of run %s wait in the spool %s; the "
+                "next run on this store uploads them, or run: lakestore sync --store %s",
+                self.storage.url,
+                len(self._spooled),
+                self.run_id,
+                self._spool.folder if self._spool else "",
+                self.storage.url,
+            )
 
     def discard(self) -> None:
         """Stop the background thread and drop everything buffered, writing nothing."""

@@ -12,6 +12,10 @@ Modes:
   thread URI
       start a run and a (non-daemon) thread that logs 20 points, and return from the main
       thread at once without ending the run.
+  steady URI
+      log points of metric "loss" (step i, value i), flushing every 0.1 s, until a line
+      arrives on stdin; print the run id first and the number of points logged after each
+      explicit flush; then end the run and print "ended".
   exit URI HOW
       log a param and a metric, do not end the run, then leave by HOW: "normal", "raise"
       or "interrupt".
@@ -50,6 +54,26 @@ def forever(uri: str, interval: str) -> None:
         if step % 1000 == 0:  # besides the background flushes: one we know has finished
             run.flush()
             print(step, flush=True)
+
+
+def steady(uri: str) -> None:
+    import threading
+
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    run = lakestore.start_run(store=uri, flush_interval=0.1)
+    print(run.run_id, flush=True)
+    step = 0
+    while not stop.is_set():
+        run.log_metric("loss", float(step), step=step)
+        step += 1
+        if step % 10 == 0:
+            time.sleep(0.001)
+        if step % 1000 == 0:
+            run.flush()
+            print(step, flush=True)
+    run.end()
+    print("ended", flush=True)
 
 
 def leave(uri: str, how: str) -> None:
@@ -106,4 +130,6 @@ def thread(uri: str) -> None:
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    {"write": write, "forever": forever, "exit": leave, "fork": fork, "thread": thread}[mode](*args)
+    modes = {"write": write, "forever": forever, "steady": steady, "exit": leave}
+    modes |= {"fork": fork, "thread": thread}
+    modes[mode](*args)

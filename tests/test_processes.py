@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -164,61 +163,3 @@ def test_a_run_is_ended_after_the_scripts_own_threads_finish(tmp_path: Path) -> 
         assert store.sql("SELECT run_id, status FROM runs").fetchall() == [
             (out.strip(), "FINISHED")
         ]
-
-
-def _start_moto(port: int = 0) -> tuple[subprocess.Popen[str], str]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert server.stdout is not None
-    for line in server.stdout:
-        if "Running on http://127.0.0.1:" in line:
-            threading.Thread(target=server.stdout.read, daemon=True).start()
-            return server, line.split("Running on ", 1)[1].strip()
-    raise AssertionError("moto did not start")
-
-
-FAIL_FAST = {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}
-
-
-@pytest.mark.slow
-def test_files_that_failed_during_an_outage_are_written_when_the_store_returns(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from tests.conftest import S3_CREDENTIALS, make_bucket
-
-    server, endpoint = _start_moto()
-    try:
-        for name, value in S3_CREDENTIALS.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        bucket = make_bucket(endpoint)
-        uri = f"s3://{bucket}/outage"
-        run = lakestore.start_run(store=uri, flush_interval=0.05, storage_options=FAIL_FAST)
-        server.kill()
-        server.wait()
-        for step in range(1000):  # the store is down: logging goes on
-            run.log_metric("loss", float(step), step=step)
-        with pytest.raises(lakestore.LakestoreError, match="stay buffered and are retried"):
-            run.end()
-        assert lakestore.active_run() is None
-
-        port = int(endpoint.rsplit(":", 1)[1])
-        server, _ = _start_moto(port)  # an empty server: what was written before is gone
-        import s3fs
-
-        fresh = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True)
-        fresh.mkdir(bucket)
-        fresh.pipe_file(f"{bucket}/outage/_lakestore.json", b'{"format_version": 1}')
-        run.end()  # tries the buffered files again
-        with lakestore.connect(uri, storage_options=FAIL_FAST) as store:
-            assert store.sql("SELECT count(*), count(DISTINCT step) FROM metrics").fetchall() == [
-                (1000, 1000)
-            ]
-            assert store.sql("SELECT status FROM runs_log").fetchall() == [("FINISHED",)]
-    finally:
-        server.kill()
-        server.wait()
