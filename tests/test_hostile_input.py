@@ -1,0 +1,394 @@
+"""Hostile and bad input: names that try to leave the store, values that are not numbers,
+steps that go back, conflicting and huge params, 100,000 metric keys in one run.
+
+Each case either raises a LakestoreError naming the bad value or behaves as the docs say,
+and nothing else logged is lost: the other rows stay readable through lakestore.connect and
+through DuckDB, Polars and PyArrow reading the files directly (tests/readers.py), and no
+file appears outside the store root. Local folder and S3 (moto on 127.0.0.1) where cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import lakestore
+from lakestore import format
+from lakestore.errors import (
+    InvalidNameError,
+    InvalidValueError,
+    RunNotFoundError,
+)
+from lakestore_cli.main import app
+from tests.conftest import fresh_store_uri
+from tests.readers import READERS
+
+T0 = 1_700_000_000_000
+"""A timestamp in milliseconds since the epoch, as MLflow users pass them."""
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _files_under(folder: Path) -> set[Path]:
+    return {Path(parent, name) for parent, _, names in os.walk(folder) for name in names}
+
+
+def _s3_keys(uri: str) -> set[str]:
+    import s3fs
+
+    bucket = uri[len("s3://") :].split("/", 1)[0]
+    return set(s3fs.S3FileSystem(use_listings_cache=False).find(bucket))
+
+
+@contextlib.contextmanager
+def _nothing_written_outside(
+    uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: Path | None = None
+) -> Iterator[None]:
+    """Fail if the block creates a file outside the store root (but ``allowed``).
+
+    The block runs with the working directory in ``tmp_path``, so that a relative escape
+    lands where the walk of ``tmp_path``'s parent (this session's temporary folders) sees it.
+    """
+    watched = tmp_path.parent
+    cwd = tmp_path / "cwd"
+    cwd.mkdir(exist_ok=True)
+    monkeypatch.chdir(cwd)
+    before = _files_under(watched)
+    yield
+    new = _files_under(watched) - before - {allowed}
+    if uri.startswith("s3://"):
+        assert not new, sorted(new)[:5]
+        prefix = uri[len("s3://") :] + "/"
+        outside = [key for key in _s3_keys(uri) if not key.startswith(prefix)]
+        assert not outside, outside[:5]
+    else:
+        root = Path(uri).resolve()
+        outside = [path for path in new if not path.resolve().is_relative_to(root)]
+        assert not outside, sorted(outside)[:5]
+    assert not Path("/abs").exists()
+
+
+def _metric_rows(uri: str) -> list[tuple[Any, ...]]:
+    """(experiment, key, value, step) of every metric row, the same in every direct reader."""
+    results = {name: read(uri, "metrics") for name, read in READERS.items()}
+    assert results["polars"] == results["duckdb"]
+    assert results["pyarrow"] == results["duckdb"]
+    return _sorted((row[0], row[2], row[3], row[4]) for row in results["duckdb"])
+
+
+def _sorted(rows: Any) -> list[tuple[Any, ...]]:
+    """Rows in a fixed order, NaN (the string "NaN") and numbers mixed."""
+    return sorted(rows, key=repr)
+
+
+def _sql(uri: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with lakestore.connect(uri) as store:
+        return store.sql(query, params).fetchall()
+
+
+def _witness(uri: str) -> str:
+    """A run of another experiment, logged first: it must survive whatever follows."""
+    with lakestore.start_run(store=uri, experiment="witness", tags={"t": "v"}) as run:
+        run.log_param("p", "kept")
+        run.log_metric("m", 1.0, step=0)
+        run.log_metric("m", 2.0, step=1)
+    return run.run_id
+
+
+def _witness_intact(store: lakestore.Store, run_id: str) -> None:
+    assert store.sql(
+        "SELECT 'metric', key, value::VARCHAR, step FROM metrics WHERE run_id = $id "
+        "UNION ALL SELECT 'param', key, value, NULL FROM params WHERE run_id = $id "
+        "UNION ALL SELECT 'status', status, NULL, NULL FROM runs WHERE run_id = $id "
+        "ORDER BY ALL",
+        {"id": run_id},
+    ).fetchall() == [
+        ("metric", "m", "1.0", 0),
+        ("metric", "m", "2.0", 1),
+        ("param", "p", "kept", None),
+        ("status", "FINISHED", None, None),
+    ]
+
+
+def _raises(error: type[Exception], message: str) -> Any:
+    return pytest.raises(error, match=re.escape(message))
+
+
+# -- names that try to leave the store -----------------------------------------------------
+
+HOSTILE_NAMES = [
+    "../",
+    "..",
+    ".",
+    "/abs/path",
+    "a/../../b",
+    "../../../../../../tmp/escaped",
+    "..\\..\\b",
+    "C:\\x",
+    "null",
+    "NULL",
+    "key=value",
+    "experiment=x",
+    "run=y/z",
+    "%2F..%2F",
+    "*",
+    "[x]",
+    "~",
+    "a\nb",
+    " lead and trail ",
+    "日本語",
+    "e\u0301",  # combining accent: a different name from "é"
+    "é",
+    "🙂",
+    "\u200b",
+    "x" * 240,
+]
+"""Experiment names, run names, keys and values that are stored as they are."""
+
+
+S3_NAMES = ["../", "..", "/abs/path", "a/../../b", "..\\..\\b", "null", "key=value", "日本語"]
+"""The names tried on S3, where every query lists and reads through HTTP: the path-shaped."""
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_hostile_names_stay_inside_the_store_and_read_back_exactly(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = fresh_store_uri(backend, request)
+    names = HOSTILE_NAMES if backend == "local" else S3_NAMES
+    with _nothing_written_outside(uri, tmp_path, monkeypatch):
+        _witness(uri)
+        for index, name in enumerate(names):
+            key = name[: format.MAX_KEY_LENGTH]
+            with lakestore.start_run(
+                store=uri, experiment=name, run_name=name, tags={key: name}
+            ) as run:
+                run.log_param(key, name)
+                run.log_metric(key, float(index), step=index)
+                run.log_metric(f"{key}/../../x", -1.0)
+
+    with lakestore.connect(uri) as store:
+        rows = store.sql(
+            "SELECT 'runs', experiment, run_name, run_name FROM runs "
+            "UNION ALL SELECT 'params', experiment, key, value FROM params "
+            "UNION ALL SELECT 'tags', experiment, key, value FROM tags"
+        ).fetchall()
+        assert sorted(rows, key=repr) == sorted(
+            [
+                (table, name, name if table == "runs" else name[: format.MAX_KEY_LENGTH], name)
+                for name in names
+                for table in ("runs", "params", "tags")
+            ]
+            + [("runs", "witness", None, None), ("params", "witness", "p", "kept")]
+            + [("tags", "witness", "t", "v")],
+            key=repr,
+        )
+        if backend == "local":  # a search takes seconds on S3
+            # A name is searched for as the value it is, never as a path.
+            found = store.search_runs(experiments=["../"]).fetchall()
+            assert [row[0] for row in found] == ["../"]
+    expected = _sorted(
+        [(name, name, float(index), index) for index, name in enumerate(names)]
+        + [(name, f"{name}/../../x", -1.0, 0) for name in names]
+        + [("witness", "m", 1.0, 0), ("witness", "m", 2.0, 1)]
+    )
+    assert _metric_rows(uri) == expected
+
+
+def test_values_and_run_names_may_hold_any_character(tmp_path: Path) -> None:
+    """Only names and keys are restricted: values keep NUL, control characters and the rest."""
+    uri = str(tmp_path)
+    values = ["a\x00b", "\r\n\t", "\x1b[31mred", "../../x", "\\", "null", "", "🙂" * 1000]
+    for value in values:
+        with lakestore.start_run(store=uri, run_name=value, tags={"t": value}) as run:
+            run.log_param("p", value)
+    with lakestore.connect(uri) as store:
+        rows = store.sql(
+            "SELECT run_name, params.value, tags.value FROM runs "
+            "JOIN params USING (run_id) JOIN tags USING (run_id)"
+        ).fetchall()
+    assert sorted(rows) == sorted((value, value, value) for value in values)
+    for read in READERS.values():
+        assert sorted(row[3] for row in read(uri, "params")) == sorted(values)
+
+
+LONG_PLAIN_KEYS = ["k" * format.MAX_KEY_LENGTH, "日" * format.MAX_KEY_LENGTH]
+
+
+def test_the_longest_keys_are_stored_whole(tmp_path: Path) -> None:
+    uri = str(tmp_path / "store")
+    with lakestore.start_run(store=uri, tags=dict.fromkeys(LONG_PLAIN_KEYS, "t")) as run:
+        run.log_params(dict.fromkeys(LONG_PLAIN_KEYS, "p"))
+        run.log_metrics(dict.fromkeys(LONG_PLAIN_KEYS, 1.0))
+    for table in ("params", "tags"):
+        assert sorted(_sql(uri, f"SELECT key FROM {table}")) == [(k,) for k in LONG_PLAIN_KEYS]
+    assert sorted(row[1] for row in _metric_rows(uri)) == sorted(LONG_PLAIN_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        *[
+            (lambda uri, name=name: lakestore.start_run(name, store=uri), InvalidNameError,
+             f"run id {name!r} is not valid")
+            for name in ["..", ".", "/abs/path", "a/../../b", "a\x00b", "a\\b", "k=v",
+                         "x" * 65, "日本", "", " ", "a b"]
+        ],
+        (lambda uri: lakestore.start_run(b"ab", store=uri), InvalidNameError, "run id b'ab'"),
+        # Well-formed ids that name no run: nothing is created under them.
+        (lambda uri: lakestore.start_run("null", store=uri), RunNotFoundError, "no run 'null'"),
+        (lambda uri: lakestore.start_run("__HIVE_DEFAULT_PARTITION__", store=uri),
+         RunNotFoundError, "no run '__HIVE_DEFAULT_PARTITION__'"),
+        (lambda uri: lakestore.start_run(store=uri, parent_run_id="../x"), InvalidNameError,
+         "run id '../x' is not valid"),
+        (lambda uri: lakestore.start_run(store=uri, run_name=5), InvalidValueError,
+         "run name must be a string, got 5"),
+        (lambda uri: lakestore.start_run(store=uri, run_name="\udc80"), InvalidValueError,
+         "run name '\\udc80' is not valid Unicode"),
+        (lambda uri: lakestore.start_run(store=uri, experiment=b"x"), InvalidNameError,
+         "experiment name must be a string, got b'x'"),
+        (lambda uri: lakestore.start_run(store=uri, experiment="/" * 81), InvalidNameError,
+         "takes 243 bytes as a directory name, the limit is 240"),
+        (lambda uri: lakestore.set_experiment("../x\x00"), InvalidNameError,
+         "experiment name '../x\\x00' contains a NUL character"),
+        (lambda uri: lakestore.start_run(store=uri, tags={"../t\x00": "v"}), InvalidNameError,
+         "tag key '../t\\x00' contains a NUL character"),
+    ],
+)  # fmt: skip
+def test_unusable_run_ids_and_names_start_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call, error, message: str
+) -> None:
+    uri = str(tmp_path / "store")
+    with _nothing_written_outside(uri, tmp_path, monkeypatch):
+        witness = _witness(uri)
+        with _raises(error, message):
+            call(uri)
+    assert lakestore.active_run() is None
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT run_id FROM runs").fetchall() == [(witness,)]
+        _witness_intact(store, witness)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda run: run.log_param("../p\x00", 1), "param key '../p\\x00' contains a NUL"),
+        (lambda run: run.log_metric("/abs\x00", 1.0), "metric key '/abs\\x00' contains a NUL"),
+        (lambda run: run.log_metrics({"ok": 1.0, "..\x00": 2.0}), "metric key '..\\x00'"),
+        (lambda run: run.log_metric_series("a\x00b", [1.0]), "metric key 'a\\x00b'"),
+        (lambda run: run.set_tags({"ok": "v", "x" * 251: "v"}), "tag key 'xxxx"),
+        (lambda run: run.log_params({"ok": 1, "p" * 251: 1}), "is 251 characters long"),
+        (lambda run: run.log_params({"ok": 1, 7: 1}), "param key must be a string, got 7"),
+        (lambda run: run.log_param("\udc80", 1), "param key '\\udc80' is not valid Unicode"),
+        (lambda run: run.delete_tag(""), "tag key must not be empty"),
+        (lambda run: run.set_tag(None, "v"), "tag key must be a string, got None"),
+    ],
+)
+def test_unusable_keys_are_refused_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call, message: str
+) -> None:
+    uri = str(tmp_path / "store")
+    with _nothing_written_outside(uri, tmp_path, monkeypatch):
+        witness = _witness(uri)
+        with lakestore.start_run(store=uri, experiment="e") as run:
+            run.log_metric("before", 1.0)
+            run.log_param("before", 1)
+            with _raises(InvalidNameError, message):
+                call(run)
+            run.log_metric("after", 2.0)
+    with lakestore.connect(uri) as store:
+        _witness_intact(store, witness)
+        assert store.sql(
+            "SELECT 'metric', key, value::VARCHAR FROM metrics WHERE experiment = 'e' "
+            "UNION ALL SELECT 'param', key, value FROM params WHERE experiment = 'e' "
+            "UNION ALL SELECT 'tag', key, value FROM tags WHERE experiment = 'e' ORDER BY ALL"
+        ).fetchall() == [("metric", "after", "2.0"), ("metric", "before", "1.0"),
+                         ("param", "before", "1")]  # fmt: skip
+
+
+@pytest.fixture
+def cli_store(store_uri: str) -> dict[str, str]:
+    """A store with runs in experiments "../x" and "x", metric keys shaped like paths."""
+    ids = {}
+    for experiment in ("../x", "x"):
+        with lakestore.start_run(store=store_uri, experiment=experiment) as run:
+            run.log_metric("../k", 1.0)
+            run.log_metric("k", 2.0)
+        ids[experiment] = run.run_id
+    return ids
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_takes_hostile_names_as_values_never_as_paths(
+    store_uri: str, cli_store: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = store_uri
+    exported = tmp_path / "exported.csv"
+    with _nothing_written_outside(uri, tmp_path, monkeypatch, allowed=exported):
+        result = _cli("runs", "../x", "-s", uri, "-f", "json")
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line)["run_id"] for line in result.stdout.splitlines()] == [
+            cli_store["../x"]
+        ]
+        # Each command lists the store again, which takes seconds on S3: names tried locally.
+        names = ["../../etc", "/abs/path", "a/../../b", "a\x00b", "..", "*", "x" * 1000]
+        for name in names if not uri.startswith("s3://") else []:
+            result = _cli("runs", name, "-s", uri, "-f", "csv")  # no such experiment: no rows
+            assert (result.exit_code, len(result.stdout.splitlines())) == (0, 1), name
+            result = _cli("history", name, "-s", uri, "-f", "csv")  # no such run: no rows
+            assert (result.exit_code, len(result.stdout.splitlines())) == (0, 1), name
+            result = _cli("compare", name, "-s", uri)
+            assert result.exit_code == 1
+            assert f"error: no run {name!r}" in result.stderr
+            result = _cli("compact", "--experiment", name, "--grace", "0", "-s", uri)
+            assert (result.exit_code, result.stderr) == (0, "wrote 0 part(s)\n"), name
+        result = _cli("history", cli_store["x"], "--metric", "../k", "-s", uri, "-f", "json")
+        assert [json.loads(line)["value"] for line in result.stdout.splitlines()] == [1.0]
+        result = _cli("export", "metrics", str(exported), "--experiment", "../x", "-s", uri)
+        assert result.exit_code == 0, result.output
+        with exported.open() as file:
+            rows = [(row["experiment"], row["run_id"], row["key"]) for row in csv.DictReader(file)]
+        assert sorted(rows) == [("../x", cli_store["../x"], key) for key in ("../k", "k")]
+        result = _cli("export", "../metrics", str(exported), "-s", uri)
+        assert result.exit_code == 1
+        assert "cannot export '../metrics'" in result.stderr
+        result = _cli("compact", "--experiment", "../x", "--grace", "0", "-s", uri)
+        assert (result.exit_code, result.stderr) == (0, "wrote 2 part(s)\n")
+    assert _metric_rows(uri) == _sorted([("../x", "../k", 1.0, 0), ("../x", "k", 2.0, 0),
+                                         ("x", "../k", 1.0, 0), ("x", "k", 2.0, 0)])  # fmt: skip
+
+
+def test_cli_as_a_real_process_keeps_to_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "store")
+    with lakestore.start_run(store=uri, experiment="../../x") as run:
+        run.log_metric("loss", 0.5)
+    command = str(Path(sys.executable).with_name("lakestore"))
+    with _nothing_written_outside(uri, tmp_path, monkeypatch):
+        done = subprocess.run(
+            [command, "runs", "../../x", "/abs/path", "-s", uri, "-f", "csv"],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        assert done.stdout.splitlines()[1].startswith(f'"../../x","{run.run_id}"')
+        done = subprocess.run(
+            [command, "compact", "-e", "../../x", "--grace", "0", "-s", uri],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        assert done.stderr == "wrote 2 part(s)\n"
+    assert _metric_rows(uri) == [("../../x", "loss", 0.5, 0)]
