@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
+import decimal
+import fractions
 import json
+import math
 import os
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -392,3 +399,217 @@ def test_cli_as_a_real_process_keeps_to_the_store(
         )  # fmt: skip
         assert done.stderr == "wrote 2 part(s)\n"
     assert _metric_rows(uri) == [("../../x", "loss", 0.5, 0)]
+
+
+# -- metric values that are not numbers ----------------------------------------------------
+
+ACCEPTED_METRIC_VALUES = [
+    # As in MLflow (numbers.Number), a bool is a number: True is 1.0.
+    (True, 1.0),
+    (False, 0.0),
+    (np.bool_(True), 1.0),
+    (decimal.Decimal("1.5"), 1.5),
+    (decimal.Decimal("-Infinity"), -math.inf),
+    (fractions.Fraction(1, 3), 1 / 3),
+    (np.float16(0.5), 0.5),
+    (np.float32(0.1), float(np.float32(0.1))),
+    (np.float64(0.1), 0.1),
+    (np.longdouble(0.1), 0.1),
+    (np.int8(-3), -3.0),
+    (np.uint64(2**64 - 1), 2.0**64),
+    (2**63, 2.0**63),  # beyond int64 but a float64: rounded, as float() does
+    (2**53 + 1, 2.0**53),
+    (np.array(2.5), 2.5),  # a 0-d array is a scalar
+    (np.array(1.5, dtype=object), 1.5),
+]
+"""Values log_metric and log_metrics take, and the float64 stored for each."""
+
+REJECTED_METRIC_VALUES = [
+    1 + 2j,
+    complex(1, 0),  # a complex number, even with no imaginary part
+    b"1",
+    "nan",
+    10**400,  # an integer beyond float64
+    [1.0],
+    (1.0,),
+    np.array([2.5]),
+    np.array([1.0, 2.0]),
+    np.datetime64("2020-01-01"),
+    np.timedelta64(5, "s"),
+    np.str_("1.0"),
+    dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+    {"value": 1.0},
+]
+
+
+def _ids(values: list[Any]) -> list[str]:
+    return [f"{type(value).__name__}-{index}" for index, value in enumerate(values)]
+
+
+def test_numbers_of_every_kind_are_stored_as_float64(store_uri: str) -> None:
+    with lakestore.start_run(store=store_uri) as run:
+        for index, (value, _) in enumerate(ACCEPTED_METRIC_VALUES):
+            run.log_metric(f"single{index}", value, step=index)
+            run.log_metrics({f"batch{index}": value}, step=index)
+    expected = _sorted(
+        ("default", f"{kind}{index}", stored, index)
+        for index, (_, stored) in enumerate(ACCEPTED_METRIC_VALUES)
+        for kind in ("single", "batch")
+    )
+    assert _metric_rows(store_uri) == expected
+    assert _sql(store_uri, "SELECT count(*) FROM metrics WHERE value IS NULL") == [(0,)]
+
+
+@pytest.mark.parametrize("value", REJECTED_METRIC_VALUES, ids=_ids(REJECTED_METRIC_VALUES))
+def test_values_that_are_not_real_numbers_are_refused(tmp_path: Path, value: Any) -> None:
+    uri = str(tmp_path)
+    message = f"value {value!r} is not a number"
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric("loss", 1.0, step=0)
+        with _raises(InvalidValueError, f"metric 'loss': {message}"):
+            run.log_metric("loss", value, step=1)
+        with _raises(InvalidValueError, f"metric 'bad': {message}"):
+            run.log_metrics({"good": 2.0, "bad": value, "later": 3.0}, step=1)
+        run.log_metric("loss", 4.0, step=2)
+    assert _metric_rows(uri) == _sorted([("default", "loss", 1.0, 0), ("default", "loss", 4.0, 2)])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,
+    reason="writer.py appends NumPy complex scalars with float(), which keeps the real part "
+    "and only warns (ComplexWarning); Python's complex is refused",
+)
+@pytest.mark.parametrize("value", [np.complex128(1 + 2j), np.complex64(1 + 2j)])
+def test_numpy_complex_values_are_refused(tmp_path: Path, value: Any) -> None:
+    with lakestore.start_run(store=str(tmp_path)) as run, warnings.catch_warnings():
+        warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+        with _raises(InvalidValueError, "is not a number"):
+            run.log_metric("loss", value)
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (3.0, "step 3.0 is not an integer"),
+        (np.float64(3.0), "step np.float64(3.0) is not an integer"),
+        ("3", "step '3' is not an integer"),
+        (None, "step None is not an integer"),
+        (decimal.Decimal(3), "step Decimal('3') is not an integer"),
+        (np.uint64(2**63), "step np.uint64(9223372036854775808) is not an integer"),
+        (-(2**63) - 1, "step -9223372036854775809 is not an integer in the int64 range"),
+    ],
+)
+def test_steps_that_are_not_int64_are_refused(tmp_path: Path, step: Any, message: str) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric("loss", 1.0, step=np.int64(-(2**63)))
+        run.log_metric("loss", 2.0, step=True)  # a bool is an int: step 1
+        with _raises(InvalidValueError, f"metric 'loss': {message}"):
+            run.log_metric("loss", 9.0, step=step)
+        with _raises(InvalidValueError, f"metric 'a': {message}"):
+            run.log_metrics({"a": 9.0, "b": 9.0}, step=step)
+    assert _metric_rows(uri) == _sorted(
+        [("default", "loss", 1.0, -(2**63)), ("default", "loss", 2.0, 1)]
+    )
+
+
+def _series_accepted() -> list[tuple[Any, list[Any]]]:
+    """Series of numbers (made anew: a generator is used up once logged) and their floats."""
+    return [
+        (np.array([0.5, 2.0], dtype=object), [0.5, 2.0]),
+        ([decimal.Decimal("0.1"), decimal.Decimal("1e-30")], [0.1, 1e-30]),
+        (np.array([0.5, -1], dtype=np.float16), [0.5, -1.0]),
+        (np.array([-128, 127], dtype=np.int8), [-128.0, 127.0]),
+        (np.array([0, 2**53], dtype=np.int64), [0.0, 2.0**53]),
+        ((float(i) for i in range(2)), [0.0, 1.0]),
+        (range(2), [0.0, 1.0]),
+        (pa.chunked_array([[1.0], [math.nan]]), [1.0, "NaN"]),
+        (np.array([math.inf, math.nan], dtype=object), [math.inf, "NaN"]),
+    ]
+
+
+def test_series_of_numbers_of_every_kind_are_stored_as_float64(store_uri: str) -> None:
+    with lakestore.start_run(store=store_uri) as run:
+        for index, (values, _) in enumerate(_series_accepted()):
+            run.log_metric_series(f"s{index}", values)
+        run.log_metric_series("steps", [1.0, 2.0], steps=np.array([-5.0, 7.0]))  # whole floats
+    expected = _sorted(
+        [
+            ("default", f"s{index}", value, step)
+            for index, (_, stored) in enumerate(_series_accepted())
+            for step, value in enumerate(stored)
+        ]
+        + [("default", "steps", 1.0, -5), ("default", "steps", 2.0, 7)]
+    )
+    assert _metric_rows(store_uri) == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda run: run.log_metric_series("s", [True, False]), "values must be numbers, got bool"),
+        (lambda run: run.log_metric_series("s", np.array([1.0, "a"], dtype=object)),
+         "values cannot be read as double: Could not convert 'a'"),
+        (lambda run: run.log_metric_series("s", np.array([1.0, None], dtype=object)),
+         "values contain nulls; use NaN instead"),
+        (lambda run: run.log_metric_series("s", np.ma.masked_array([1.0, 2.0], mask=[0, 1])),
+         "values contain nulls"),
+        (lambda run: run.log_metric_series("s", np.array([1 + 2j])), "values cannot be read"),
+        (lambda run: run.log_metric_series("s", [1 + 2j]), "values cannot be read"),
+        (lambda run: run.log_metric_series("s", [[1.0, 2.0]]), "must be numbers, got list<"),
+        (lambda run: run.log_metric_series("s", np.ones((2, 2))), "only handle 1-dimensional"),
+        (lambda run: run.log_metric_series("s", ["1.0"]), "values must be numbers, got string"),
+        (lambda run: run.log_metric_series("s", "abc"), "values must be numbers, got string"),
+        (lambda run: run.log_metric_series("s", 1.0), "'float' object is not iterable"),
+        (lambda run: run.log_metric_series("s", [dt.datetime(2020, 1, 1)]),
+         "values must be numbers, got timestamp"),
+        # Unlike log_metric, a series refuses integers that float64 cannot hold exactly.
+        (lambda run: run.log_metric_series("s", [2**53 + 1]),
+         "Integer value 9007199254740993 not in range"),
+        (lambda run: run.log_metric_series("s", [1.0, 2.0], steps=[0, 1, 2]),
+         "2 values but 3 steps"),
+        (lambda run: run.log_metric_series("s", [1.0, 2.0], steps=[0.5, 1.0]),
+         "steps cannot be read as int64: Float value 0.500000 was truncated"),
+        (lambda run: run.log_metric_series("s", [1.0, 2.0], steps=[True, False]),
+         "steps must be numbers, got bool"),
+        (lambda run: run.log_metric_series("s", [1.0, 2.0], steps=["0", "1"]),
+         "steps must be numbers, got string"),
+        (lambda run: run.log_metric_series("s", [1.0], steps=np.array([2**63], dtype=np.uint64)),
+         "Integer value 9223372036854775808 not in range"),
+        (lambda run: run.log_metric_series("s", [1.0, 2.0], timestamps=[T0]),
+         "2 values but 1 timestamps"),
+        (lambda run: run.log_metric_series("s", [1.0], timestamps=["now"]),
+         "timestamps must be datetimes or milliseconds, got string"),
+    ],
+)  # fmt: skip
+def test_series_that_are_not_numbers_are_refused(tmp_path: Path, call, message: str) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric_series("s", [1.0, 2.0])
+        with pytest.raises(InvalidValueError, match=re.escape(message)) as raised:
+            call(run)
+        assert str(raised.value).startswith("metric 's'")
+        run.log_metric_series("s", [3.0], steps=[2])
+    assert _metric_rows(uri) == _sorted(("default", "s", float(i + 1), i) for i in range(3))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=OverflowError,
+    reason="tracking._to_arrow catches ArrowException, TypeError and ValueError but not the "
+    "OverflowError pyarrow raises for Python ints beyond 64 bits",
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda run: run.log_metric_series("s", [2**64]),
+        lambda run: run.log_metric_series("s", [1.0], steps=[2**64]),
+        lambda run: run.log_metric_series("s", [1.0], timestamps=[2**64]),
+    ],
+)
+def test_series_with_integers_beyond_64_bits_are_refused(tmp_path: Path, call) -> None:
+    with lakestore.start_run(store=str(tmp_path)) as run:
+        with _raises(InvalidValueError, "metric 's'"):
+            call(run)
+        run.log_metric("after", 1.0)
