@@ -613,3 +613,89 @@ def test_series_with_integers_beyond_64_bits_are_refused(tmp_path: Path, call) -
         with _raises(InvalidValueError, "metric 's'"):
             call(run)
         run.log_metric("after", 1.0)
+
+
+# -- steps that go back or repeat ----------------------------------------------------------
+
+# (step, value, timestamp in ms after T0), in the order they are logged.
+BACKWARD_STEPS = [(5, 0.5, 0), (3, 0.3, 1), (3, 0.31, 2), (1, 0.1, 3), (5, 0.55, 4), (0, 0.0, 5)]
+
+
+def test_steps_that_go_back_or_repeat_are_all_kept_in_logging_order(tmp_path: Path) -> None:
+    store_uri = str(tmp_path)
+    with lakestore.start_run(store=store_uri) as run:
+        for step, value, ms in BACKWARD_STEPS:
+            run.log_metric("loss", value, step=step, timestamp=T0 + ms)
+            run.log_metrics({"acc": value}, step=step, timestamp=T0 + ms)
+        run.log_metric_series(
+            "series",
+            [value for _, value, _ in BACKWARD_STEPS],
+            steps=[step for step, _, _ in BACKWARD_STEPS],
+            timestamps=[T0 + ms for _, _, ms in BACKWARD_STEPS],
+        )
+        # The latest is not the last logged: step 5 logged again with an older timestamp.
+        run.log_metric("clock", 1.0, step=5, timestamp=T0 + 10)
+        run.log_metric("clock", 2.0, step=5, timestamp=T0 + 9)
+    _check_backward_steps(store_uri, run.run_id)
+    lakestore.compact(store_uri, grace=0)  # parts are sorted by step: the answers stay
+    assert not _sql(store_uri, "SELECT 1 FROM metrics_log WHERE run IS NULL")
+    _check_backward_steps(store_uri, run.run_id)
+
+
+def _check_backward_steps(uri: str, run_id: str) -> None:
+    logged = [(step, value) for step, value, _ in BACKWARD_STEPS]
+    by_step = sorted(logged, key=lambda point: (point[0], logged.index(point)))
+    with lakestore.connect(uri) as store:
+        for key in ("loss", "acc", "series"):
+            in_logging_order = store.sql(
+                "SELECT step, value FROM metrics WHERE key = ? ORDER BY timestamp", [key]
+            ).fetchall()
+            assert in_logging_order == logged, key
+            history = store.metric_history(run_id, key).fetchall()
+            assert [(row[4], row[3]) for row in history] == by_step, key
+        summary = store.sql(
+            "SELECT key, latest, last_step, min, max, count FROM metric_summary ORDER BY key"
+        ).fetchall()
+        assert summary == [
+            ("acc", 0.55, 5, 0.0, 0.55, 6),
+            ("clock", 1.0, 5, 1.0, 2.0, 2),
+            ("loss", 0.55, 5, 0.0, 0.55, 6),
+            ("series", 0.55, 5, 0.0, 0.55, 6),
+        ]
+        searched = store.search_runs("metrics.loss = 0.55 and metrics.clock = 1").fetchall()
+        assert [row[1] for row in searched] == [run_id]
+    points = [(row[1], row[3], row[2]) for row in _metric_rows(uri) if row[1] != "clock"]
+    assert sorted(points) == sorted((key, step, value) for key in ("acc", "loss", "series")
+                                    for step, value in logged)  # fmt: skip
+
+
+def test_repeated_steps_at_one_timestamp_keep_every_point(tmp_path: Path) -> None:
+    """A series shares one timestamp (now) between its points; a tie at the greatest step
+    goes to the greatest value (docs/QUERYING.md, as in MLflow)."""
+    store_uri = str(tmp_path)
+    with lakestore.start_run(store=store_uri) as run:
+        run.log_metric_series("s", [0.9, 0.1, 0.2, 0.7], steps=[2, 1, 2, 2])
+        for value in (0.3, 0.8, 0.4):
+            run.log_metric("t", value, step=7, timestamp=T0)
+    with lakestore.connect(store_uri) as store:
+        assert store.sql(
+            "SELECT key, latest, last_step, count FROM metric_summary ORDER BY key"
+        ).fetchall() == [("s", 0.9, 2, 4), ("t", 0.8, 7, 3)]
+        history = store.metric_history(run.run_id, "s").fetchall()
+        assert sorted((row[4], row[3]) for row in history) == [(1, 0.1), (2, 0.2), (2, 0.7),
+                                                                (2, 0.9)]  # fmt: skip
+
+
+def test_default_timestamps_follow_the_logging_order(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    steps = [9, 3, 3, 0, 9, 1] * 500
+    with lakestore.start_run(store=uri) as run:
+        for index, step in enumerate(steps):
+            run.log_metric("loss", float(index), step=step)
+    rows = _sql(uri, "SELECT value, step, timestamp FROM metrics ORDER BY value")
+    assert [(value, step) for value, step, _ in rows] == [
+        (float(index), step) for index, step in enumerate(steps)
+    ]
+    times = [row[2] for row in rows]
+    assert times == sorted(times)  # never backwards; equal within one microsecond
+    assert _sql(uri, "SELECT last_step, count FROM metric_summary") == [(9, len(steps))]
