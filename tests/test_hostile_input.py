@@ -35,6 +35,7 @@ from lakestore import format
 from lakestore.errors import (
     InvalidNameError,
     InvalidValueError,
+    ParamConflictError,
     RunNotFoundError,
 )
 from lakestore_cli.main import app
@@ -699,3 +700,33 @@ def test_default_timestamps_follow_the_logging_order(tmp_path: Path) -> None:
     times = [row[2] for row in rows]
     assert times == sorted(times)  # never backwards; equal within one microsecond
     assert _sql(uri, "SELECT last_step, count FROM metric_summary") == [(9, len(steps))]
+
+
+# -- params logged again -------------------------------------------------------------------
+
+
+def test_a_param_keeps_its_first_value_within_and_across_resumes(store_uri: str) -> None:
+    with lakestore.start_run(store=store_uri) as run:
+        run.log_params({"lr": 0.1, "layers": 3, "flag": True})
+        # The same text is the same value, whatever the type it came as.
+        run.log_params({"lr": "0.1", "layers": np.int64(3), "flag": "True"})
+        run.log_param("lr", np.float64(0.1))
+        with _raises(ParamConflictError, "param 'layers' was logged as '3'; it cannot change "
+                     "to '3.0'"):  # fmt: skip
+            run.log_param("layers", 3.0)
+        run.log_metric("after", 1.0)
+    with lakestore.start_run(run.run_id, store=store_uri) as resumed:
+        resumed.log_params({"lr": 0.1, "layers": 3})  # fine, and not written again
+        with _raises(ParamConflictError, "param 'lr' was logged as '0.1'; it cannot change "
+                     "to '0.2'"):  # fmt: skip
+            resumed.log_params({"new": "x", "lr": 0.2})
+        resumed.log_param("new", "y")  # the refused batch logged nothing
+    params = [("flag", "True"), ("layers", "3"), ("lr", "0.1"), ("new", "y")]
+    with lakestore.connect(store_uri) as store:
+        assert store.sql(
+            "SELECT key, value FROM params UNION ALL SELECT 'rows', count(*)::VARCHAR "
+            "FROM params_log UNION ALL SELECT 'status', status FROM runs ORDER BY ALL"
+        ).fetchall() == sorted([*params, ("rows", "4"), ("status", "FINISHED")])
+    rows = {name: read(store_uri, "params") for name, read in READERS.items()}
+    assert rows["polars"] == rows["duckdb"] == rows["pyarrow"]
+    assert sorted(row[2:4] for row in rows["duckdb"]) == params
