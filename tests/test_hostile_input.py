@@ -730,3 +730,63 @@ def test_a_param_keeps_its_first_value_within_and_across_resumes(store_uri: str)
     rows = {name: read(store_uri, "params") for name, read in READERS.items()}
     assert rows["polars"] == rows["duckdb"] == rows["pyarrow"]
     assert sorted(row[2:4] for row in rows["duckdb"]) == params
+
+
+# -- huge values ---------------------------------------------------------------------------
+
+
+def _text(length: int) -> str:
+    """Incompressible text of ``length`` ASCII characters."""
+    return os.urandom(length // 2 + 1).hex()[:length]
+
+
+@pytest.mark.parametrize(
+    ("backend", "length"),
+    [("local", 1024 * 1024), ("local", format.MAX_VALUE_LENGTH), ("s3", format.MAX_VALUE_LENGTH)],
+    ids=["local-1MiB", "local-limit", "s3-limit"],
+)
+def test_huge_values_round_trip_exactly(
+    backend: str, length: int, request: pytest.FixtureRequest
+) -> None:
+    store_uri = fresh_store_uri(backend, request)
+    value = _text(length)
+    with lakestore.start_run(store=store_uri, run_name=value, tags={"big": value}) as run:
+        run.log_param("big", value)
+        run.log_param("small", 1)
+    with lakestore.connect(store_uri) as store:
+        for query in (
+            "SELECT value FROM params WHERE key = 'big'",
+            "SELECT value FROM tags WHERE key = 'big'",
+            "SELECT run_name FROM runs",
+        ):
+            assert store.sql(query).fetchall() == [(value,)], query
+        found = store.search_runs("params.big LIKE '%'").to_arrow_table()
+        assert found["params.big"].to_pylist() == [value]
+        assert found["tags.big"].to_pylist() == [value]
+        assert store.compare([run.run_id]).params.fetchall() == [("big", value), ("small", "1")]
+    for read in READERS.values():
+        assert sorted(row[2:4] for row in read(store_uri, "params")) == [
+            ("big", value),
+            ("small", "1"),
+        ]
+        assert [row[4] for row in read(store_uri, "runs")] == [value, value]
+
+
+def test_values_over_the_limit_are_refused_and_the_run_goes_on(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    over = "é" * (format.MAX_VALUE_LENGTH + 1)  # the limit counts characters, not bytes
+    at_limit = "é" * format.MAX_VALUE_LENGTH
+    message = f"is {len(over)} characters long; the limit is {format.MAX_VALUE_LENGTH}"
+    with _raises(InvalidValueError, f"run name {message}"):
+        lakestore.start_run(store=uri, run_name=over)
+    with lakestore.start_run(store=uri) as run:
+        with _raises(InvalidValueError, f"param 'big' value {message}"):
+            run.log_params({"ok": 1, "big": over})
+        with _raises(InvalidValueError, f"tag 'big' value {message}"):
+            run.set_tags({"ok": 1, "big": over})
+        run.log_param("big", at_limit)
+        run.log_metric("after", 1.0)
+    assert _sql(uri, "SELECT key, length(value) FROM params") == [("big", len(at_limit))]
+    assert _sql(uri, "SELECT count(*) FROM tags") == [(0,)]
+    assert _sql(uri, "SELECT run_id, status FROM runs") == [(run.run_id, "FINISHED")]
+    assert _metric_rows(uri) == [("default", "after", 1.0, 0)]
