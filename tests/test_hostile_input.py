@@ -20,8 +20,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from lakestore.errors import (
     InvalidNameError,
     InvalidValueError,
     ParamConflictError,
+    QueryError,
     RunNotFoundError,
 )
 from lakestore_cli.main import app
@@ -790,3 +792,119 @@ def test_values_over_the_limit_are_refused_and_the_run_goes_on(tmp_path: Path) -
     assert _sql(uri, "SELECT count(*) FROM tags") == [(0,)]
     assert _sql(uri, "SELECT run_id, status FROM runs") == [(run.run_id, "FINISHED")]
     assert _metric_rows(uri) == [("default", "after", 1.0, 0)]
+
+
+# -- 100,000 metric keys in one run --------------------------------------------------------
+
+MANY_KEYS = 100_000
+
+
+def _timed(seconds: dict[str, float], label: str, action: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    result = action()
+    seconds[label] = round(time.perf_counter() - start, 3)
+    return result
+
+
+@pytest.mark.parametrize(("steps", "batch"), [(1, False), (3, True)], ids=["one", "three-steps"])
+def test_100000_metric_keys_in_one_run(
+    tmp_path: Path, record_property: Callable[[str, object], None], steps: int, batch: bool
+) -> None:
+    uri = str(tmp_path)
+    witness = _witness(uri)
+    keys = [f"metric/{index:06d}" for index in range(MANY_KEYS)]
+    seconds: dict[str, float] = {}
+
+    def log() -> lakestore.Run:
+        with lakestore.start_run(store=uri, experiment="wide") as run:
+            for step in range(steps):
+                if batch:
+                    run.log_metrics(dict.fromkeys(keys, float(step)), step=step)
+                else:
+                    for index, key in enumerate(keys):
+                        run.log_metric(key, float(index), step=step)
+        return run
+
+    run = _timed(seconds, "log and end", log)
+    store = lakestore.connect(uri)
+    try:
+        assert _timed(
+            seconds,
+            "count",
+            lambda: store.sql(
+                "SELECT count(*), count(DISTINCT key) FROM metrics WHERE run_id = ?", [run.run_id]
+            ).fetchall(),
+        ) == [(MANY_KEYS * steps, MANY_KEYS)]
+        summary = _timed(
+            seconds,
+            "metric_summary",
+            lambda: store.sql(
+                "SELECT key, latest, last_step, count FROM metric_summary WHERE run_id = ? "
+                "ORDER BY key",
+                [run.run_id],
+            ).fetchall(),
+        )
+        last = steps - 1
+        assert summary == [
+            (key, float(last if batch else index), last, steps) for index, key in enumerate(keys)
+        ]
+        compared = _timed(
+            seconds, "compare", lambda: store.compare([run.run_id, witness]).metrics.fetchall()
+        )
+        assert len(compared) == MANY_KEYS + 1
+        assert compared[0] == ("m", None, 2.0)
+        assert compared[-1] == (keys[-1], float(last if batch else MANY_KEYS - 1), None)
+        history = _timed(
+            seconds,
+            "metric_history of one key",
+            lambda: store.metric_history(run.run_id, keys[12345]).fetchall(),
+        )
+        assert [(row[4], row[3]) for row in history] == [
+            (step, float(step if batch else 12345)) for step in range(steps)
+        ]
+        found = _timed(
+            seconds,
+            "search_runs of another experiment",
+            lambda: store.search_runs("metrics.m = 2", experiments=["witness"]).fetchall(),
+        )
+        assert [row[1] for row in found] == [witness]
+        _witness_intact(store, witness)
+    finally:
+        store.close()
+    for label, value in seconds.items():
+        record_property(label, value)
+    assert seconds["log and end"] < 30, seconds
+    assert max(seconds.values()) < 30, seconds
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=QueryError,
+    reason="query.Store._wide_runs pivots every key of the selected runs into a column: "
+    "DuckDB refuses 100,000 columns (pivot_limit), and it is quadratic well before",
+)
+def test_search_runs_on_a_run_with_100000_metric_keys(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metrics({f"metric/{index:06d}": 1.0 for index in range(MANY_KEYS)})
+    with lakestore.connect(uri) as store:
+        found = store.search_runs("metrics.`metric/000007` = 1").fetchall()
+    assert [row[1] for row in found] == [run.run_id]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="writer._buffer_to_table gives every flush the dictionary of all the keys the run "
+    "has logged, and Parquet writes all of it: 1.8 MB for a one-row file here",
+)
+def test_a_small_flush_after_many_keys_writes_a_small_file(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri, flush_interval=3600) as run:
+        run.log_metrics({f"{index:06d}-{os.urandom(16).hex()}": 1.0 for index in range(MANY_KEYS)})
+        run.flush()
+        files = set(tmp_path.glob("metrics/*/*/*.parquet"))
+        run.log_metric("loss", 1.0, step=1)
+        run.flush()
+    (small,) = set(tmp_path.glob("metrics/*/*/*.parquet")) - files
+    assert small.stat().st_size < 100_000
