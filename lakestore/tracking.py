@@ -404,7 +404,7 @@ def _to_arrow(values: Any, arrow_type: pa.DataType, what: str) -> pa.Array:
         return array.cast(arrow_type)
     except InvalidValueError:
         raise
-    except (pa.ArrowException, TypeError, ValueError) as error:
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
         raise InvalidValueError(f"{what} cannot be read as {arrow_type}: {error}") from None
 
 
@@ -429,7 +429,7 @@ def _to_timestamps(timestamps: Any, timestamp_type: pa.DataType, key: str) -> pa
             return micros.cast(pa.int64()).cast(timestamp_type)
     except InvalidValueError:
         raise
-    except (pa.ArrowException, TypeError, ValueError) as error:
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
         raise InvalidValueError(f"{what} cannot be read: {error}") from None
     raise InvalidValueError(f"{what} must be datetimes or milliseconds, got {array.type}")
 

@@ -21,6 +21,7 @@ import contextlib
 import io
 import logging
 import math
+import numbers
 import os
 import threading
 import time
@@ -55,6 +56,12 @@ BACKPRESSURE_FACTOR = 8
 
 CLOSE_RETRY_DELAYS = (0.5, 2.0)
 """Seconds to wait before each extra attempt of the final flush when a run ends."""
+
+_PLAIN_NUMBERS = (float, int)
+
+SMALL_DICTIONARY = 256
+"""Metric keys a run may have logged before each file's dictionary is cut to the keys it
+holds (below this, the full dictionary costs less than finding the used keys)."""
 
 SPOOL_RETRY_DELAYS = (1.0, 30.0)
 """Seconds between attempts to upload spooled files: the first, doubling up to the last."""
@@ -192,6 +199,8 @@ class RunWriter:
             code = None
         if code is None:
             code = self._add_key(key)
+        if type(value) not in _PLAIN_NUMBERS and _complex_not_real(value):
+            raise _bad_metric(key, value)
         with self._lock:
             if self._closed:
                 self._check_open()
@@ -226,6 +235,8 @@ class RunWriter:
                 for key, code in zip(metrics, codes, strict=True):
                     row = len(buffer.values)
                     value = metrics[key]
+                    if type(value) not in _PLAIN_NUMBERS and _complex_not_real(value):
+                        raise TypeError(f"{value!r} is complex")
                     buffer.values.append(value)
                     buffer.steps.append(step)
                     buffer.keys.append(code)  # type: ignore[arg-type]
@@ -585,6 +596,11 @@ def _undo(
     return error
 
 
+def _complex_not_real(value: object) -> bool:
+    """True for a complex number that is not real (NumPy's would append its real part)."""
+    return isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real)
+
+
 def _bad_metric(key: str, value: object) -> InvalidValueError:
     return InvalidValueError(
         f"metric {key!r}: value {value!r} is not a number; log an int or float "
@@ -606,9 +622,15 @@ def _buffer_to_table(buffer: _MetricBuffer, key_names: list[str]) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    keys = pa.DictionaryArray.from_arrays(
-        _typed(pa.int32(), buffer.keys), pa.array(key_names, pa.string())
-    )
+    codes = _typed(pa.int32(), buffer.keys)
+    dictionary = pa.array(key_names, pa.string())
+    if len(key_names) > SMALL_DICTIONARY:
+        # Parquet stores the whole dictionary in each file: keep only the keys this file uses.
+        used = pc.unique(codes)
+        if len(used) < len(key_names):
+            codes = pc.index_in(codes, value_set=used)
+            dictionary = dictionary.take(used)
+    keys = pa.DictionaryArray.from_arrays(codes, dictionary)
     micros = pc.divide(_typed(pa.int64(), buffer.times), 1000)
     times = micros.cast(format.arrow_schema("metrics").field("timestamp").type)
     values = _typed(pa.float64(), buffer.values)

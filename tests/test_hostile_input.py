@@ -477,18 +477,14 @@ def test_values_that_are_not_real_numbers_are_refused(tmp_path: Path, value: Any
     assert _metric_rows(uri) == _sorted([("default", "loss", 1.0, 0), ("default", "loss", 4.0, 2)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="writer.py appends NumPy complex scalars with float(), which keeps the real part "
-    "and only warns (ComplexWarning); Python's complex is refused",
-)
 @pytest.mark.parametrize("value", [np.complex128(1 + 2j), np.complex64(1 + 2j)])
 def test_numpy_complex_values_are_refused(tmp_path: Path, value: Any) -> None:
     with lakestore.start_run(store=str(tmp_path)) as run, warnings.catch_warnings():
         warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
         with _raises(InvalidValueError, "is not a number"):
             run.log_metric("loss", value)
+        with _raises(InvalidValueError, "is not a number"):
+            run.log_metrics({"acc": 1.0, "loss": value})
 
 
 @pytest.mark.parametrize(
@@ -597,12 +593,6 @@ def test_series_that_are_not_numbers_are_refused(tmp_path: Path, call, message: 
     assert _metric_rows(uri) == _sorted(("default", "s", float(i + 1), i) for i in range(3))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="tracking._to_arrow catches ArrowException, TypeError and ValueError but not the "
-    "OverflowError pyarrow raises for Python ints beyond 64 bits",
-)
 @pytest.mark.parametrize(
     "call",
     [
@@ -892,12 +882,6 @@ def test_search_runs_on_a_run_with_100000_metric_keys(tmp_path: Path) -> None:
     assert [row[1] for row in found] == [run.run_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="writer._buffer_to_table gives every flush the dictionary of all the keys the run "
-    "has logged, and Parquet writes all of it: 1.8 MB for a one-row file here",
-)
 def test_a_small_flush_after_many_keys_writes_a_small_file(tmp_path: Path) -> None:
     uri = str(tmp_path)
     with lakestore.start_run(store=uri, flush_interval=3600) as run:
