@@ -76,9 +76,9 @@ def _errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _store(uri: str | None) -> Iterator[lakestore.Store]:
-    """The opened store, with errors reported as by _errors()."""
-    with _errors(), lakestore.connect(uri) as store:
+def _store(uri: str | None, *, sandbox: bool = False) -> Iterator[lakestore.Store]:
+    """The store opened for reading only, with errors reported as by _errors()."""
+    with _errors(), lakestore.connect(uri, read_only=True, sandbox=sandbox) as store:
         yield store
 
 
@@ -96,12 +96,21 @@ def query(
             "and experiments (see docs/QUERYING.md)."
         ),
     ],
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Also keep the query from reading any file outside the store, loading "
+            "extensions or changing settings: for SQL written by other people.",
+        ),
+    ] = False,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
-    """Run a SQL query over a store and print the result."""
-    with _store(store) as opened:
+    """Run a SQL query over a store and print the result. Only reads are run: to write
+    the result to a file, use --output FILE or lakestore export."""
+    with _store(store, sandbox=sandbox) as opened:
         emit(opened.sql(sql), output_format, output)
 
 

@@ -49,3 +49,7 @@ class FlushError(LakestoreError):
 
 class QueryError(LakestoreError):
     """A SQL statement that DuckDB rejected."""
+
+
+class ReadOnlyError(QueryError):
+    """A statement that writes or changes settings, on a connection that only reads."""

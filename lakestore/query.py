@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from lakestore import compaction, format, search
+from lakestore import compaction, format, safety, search
 from lakestore.errors import QueryError, StoreError
 from lakestore.storage import Storage
 
@@ -108,16 +108,27 @@ _VIEWS = {
 
 
 class Store:
-    """A store opened for querying: ``store.sql("SELECT ...")`` over its views."""
+    """A store opened for querying: ``store.sql("SELECT ...")`` over its views.
 
-    def __init__(self, storage: Storage) -> None:
+    The connection's own work never writes a file: its views read the store's files, and
+    a result is written only where asked (``export``, a statement you run). With
+    ``read_only``, ``sql`` refuses any statement but a read and DuckDB's settings are
+    locked; a ``sandbox`` also confines DuckDB to the store's files (docs/QUERYING.md).
+    """
+
+    def __init__(self, storage: Storage, *, read_only: bool = False, sandbox: bool = False) -> None:
         import duckdb
 
         self.storage = storage
+        self.read_only = read_only or sandbox
+        self.sandbox = sandbox
         format.read_format_version(storage)
-        self.connection = duckdb.connect()
+        # Extensions come with the installed DuckDB or not at all: never downloaded.
+        self.connection = duckdb.connect(config={"autoinstall_known_extensions": False})
         if storage.fs is not None:
             self.connection.register_filesystem(storage.fs)
+        if sandbox:
+            safety.confine(self.connection, storage.url)
         self._has_files: dict[str, bool] = {}
 
         def create_views() -> None:
@@ -136,6 +147,8 @@ class Store:
             self._on_live_files(create_views)
         except duckdb.Error as error:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
+        if self.read_only:
+            safety.lock(self.connection)
 
     def _live_files(self) -> dict[str, list[str]]:
         """The live files of each source, listed now (see lakestore.compaction)."""
@@ -192,12 +205,22 @@ class Store:
 
         The result is a DuckDB relation: ``.arrow()``, ``.pl()``, ``.df()``, ``.fetchall()``,
         ``.write_csv(path)``, ``.write_parquet(path)``. It reads the files that were live
-        when this was called; docs/QUERYING.md says how long they are kept.
+        when this was called; docs/QUERYING.md says how long they are kept. A store opened
+        ``read_only`` (or as a sandbox) raises ReadOnlyError for any statement but a read.
         """
+        if self.read_only:
+            safety.check_reads_only(self.connection, query)
+        return self._query(query, params)
+
+    def _query(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
+        """``query`` over the files live now, unchecked: for the SQL this class writes."""
         import duckdb
 
         try:
             return self._on_live_files(lambda: self.connection.sql(query, params=params))
+        except duckdb.PermissionException as error:
+            where = f"; a sandbox reads only the store's files, under {self.storage.url}/"
+            raise QueryError(f"{error}{where if self.sandbox else ''}") from None
         except duckdb.Error as error:
             raise QueryError(f"{type(error).__name__}: {error}") from None
 
@@ -260,7 +283,7 @@ class Store:
             f"WHERE {' AND '.join(where)}\nORDER BY {', '.join(order_terms)}"
             + ("\nLIMIT ?" if max_results is not None else "")
         )
-        run_ids = [row[0] for row in self.sql(selection, parameters).fetchall()]
+        run_ids = [row[0] for row in self._query(selection, parameters).fetchall()]
         return self._wide_runs(run_ids)
 
     def _wide_runs(self, run_ids: list[str]) -> duckdb.DuckDBPyRelation:
@@ -289,7 +312,7 @@ class Store:
         ]
         columns = ", ".join(f"{prefix}_wide.* EXCLUDE (run_id)" for prefix, _, _ in pivots)
         try:
-            table = self.sql(
+            table = self._query(
                 f"SELECT runs.* EXCLUDE (tags), {columns}\n"
                 f"FROM {selected} JOIN runs USING (run_id)\n"
                 + "\n".join(joins)
@@ -307,7 +330,7 @@ class Store:
         run_ids = list(dict.fromkeys(run_ids))  # each run once, in the order given
         missing = set(run_ids) - {
             row[0]
-            for row in self.sql(
+            for row in self._query(
                 "SELECT run_id FROM runs WHERE list_contains(?, run_id)", [run_ids]
             ).fetchall()
         }
@@ -329,7 +352,7 @@ class Store:
                 f"AS {_identifier(run_id)}"
                 for run_id in run_ids
             )
-            sides[name] = self.sql(
+            sides[name] = self._query(
                 f"SELECT key, {columns} FROM {view} WHERE list_contains($ids, run_id) "
                 f"AND key IN ({keys}) GROUP BY key ORDER BY key",
                 {"ids": run_ids},
@@ -356,14 +379,14 @@ class Store:
             where += " AND list_contains($keys, key)"
             parameters["keys"] = [keys] if isinstance(keys, str) else list(keys)
         if points is None:
-            return self.sql(
+            return self._query(
                 f"SELECT * FROM metrics WHERE {where} ORDER BY run_id, key, step, timestamp",
                 parameters,
             )
         if points < 1:
             raise QueryError(f"points must be >= 1, got {points}")
         parameters["points"] = points
-        return self.sql(
+        return self._query(
             f"""
             SELECT experiment, run_id, key, value, step, timestamp FROM (
                 SELECT *, ntile($points) OVER series AS slice,
@@ -439,9 +462,18 @@ def _order_columns(key: search.Key, index: int) -> list[str]:
 
 
 def connect(
-    uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
+    uri: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    read_only: bool = False,
+    sandbox: bool = False,
 ) -> Store:
-    """Open the store at ``uri`` for querying (default: the store runs are written to)."""
+    """Open the store at ``uri`` for querying (default: the store runs are written to).
+
+    ``read_only`` refuses statements other than reads (``lakestore query`` opens stores
+    so); ``sandbox`` also keeps DuckDB from opening any file outside the store, loading
+    extensions or changing settings, for serving queries written by other people.
+    """
     from lakestore.tracking import open_existing_store
 
-    return Store(open_existing_store(uri, storage_options))
+    return Store(open_existing_store(uri, storage_options), read_only=read_only, sandbox=sandbox)
