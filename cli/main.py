@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,7 @@ import typer
 import lakestore
 import lakestore.compaction
 import lakestore.maintenance
-from lakestore.errors import LakestoreError
+from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
 
 app = typer.Typer(
@@ -60,12 +61,24 @@ OutputOption = Annotated[
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Any error of lakestore, DuckDB or Arrow becomes one line on stderr and exit 1."""
+    """Any error of lakestore, DuckDB or Arrow becomes one line on stderr and exit 1; a
+    file that lakestore skips is reported as one line on stderr."""
     import duckdb
     import pyarrow
 
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", UnreadableFileWarning)
+            shown = warnings.showwarning
+
+            def show(message: Warning | str, category: type[Warning], *args: object) -> None:
+                if issubclass(category, UnreadableFileWarning):
+                    typer.echo(f"warning: {message}", err=True)
+                else:
+                    shown(message, category, *args)  # type: ignore[arg-type]
+
+            warnings.showwarning = show
+            yield
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(code=0) from None
@@ -111,7 +124,10 @@ def query(
     """Run a SQL query over a store and print the result. Only reads are run: to write
     the result to a file, use --output FILE or lakestore export."""
     with _store(store, sandbox=sandbox) as opened:
-        emit(opened.sql(sql), output_format, output)
+        if output is not None:
+            opened.export(sql, output)
+        else:
+            emit(opened.arrow(sql), output_format, None)
 
 
 @app.command()
@@ -120,7 +136,7 @@ def experiments(
 ) -> None:
     """List the experiments with their number of runs."""
     with _store(store) as opened:
-        emit(opened.sql("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
+        emit(opened.arrow("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
 
 
 @app.command()
@@ -266,3 +282,16 @@ def clean(
     with _errors():
         removed = lakestore.clean(store, older_than=older_than)
     typer.echo(f"removed {removed} temporary file(s)", err=True)
+
+
+@app.command()
+def check(store: StoreOption = None) -> None:
+    """List the files that lakestore's readers skip and plain Parquet readers fail on:
+    files not lakestore's and files that cannot be read. Exit status 1 if there are any."""
+    with _errors():
+        problems = lakestore.check(store)
+    for path, reason in problems:
+        typer.echo(f"{path}: {reason}")
+    typer.echo(f"{len(problems)} file(s) to move out of the store", err=True)
+    if problems:
+        raise typer.Exit(code=1)

@@ -53,3 +53,7 @@ class QueryError(LakestoreError):
 
 class ReadOnlyError(QueryError):
     """A statement that writes or changes settings, on a connection that only reads."""
+
+
+class UnreadableFileWarning(UserWarning):
+    """A file in the store that lakestore's readers skip: not lakestore's, or unreadable."""

@@ -6,19 +6,23 @@ the next query. The README lists the views; docs/FORMAT.md gives the rules they 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from lakestore import compaction, format, safety, search
+from lakestore import compaction, files, format, safety, search
 from lakestore.errors import QueryError, StoreError
 from lakestore.storage import Storage
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 _BIND_ATTEMPTS = 10
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 T = TypeVar("T")
 
@@ -60,7 +64,13 @@ _VIEWS = {
                    arg_max(value, (step, timestamp, value)), max(step),
                    arg_max(timestamp, (step, timestamp, value)),
                    min(value), max(value), count(*)
-            FROM metrics_run_files GROUP BY experiment, run, key
+            FROM (
+                SELECT experiment, run, key, value, step, timestamp FROM metrics_run_files
+                UNION ALL
+                SELECT experiment, run, key, value, step, timestamp
+                FROM metrics_unsummarised_parts
+            )
+            GROUP BY experiment, run, key
         )
         GROUP BY experiment, run, key
     """,
@@ -151,73 +161,125 @@ class Store:
             safety.lock(self.connection)
 
     def _live_files(self) -> dict[str, list[str]]:
-        """The live files of each source, listed now (see lakestore.compaction)."""
+        """The live files of each source, listed now (see lakestore.compaction); files
+        readers skip are left out (see lakestore.files)."""
         listing = {}
         for table in format.TABLES:
             live = compaction.live_files(self.storage, table)
             listing[f"{table}_run_files"] = [self.storage.path(path) for path in live.runs]
             listing[f"{table}_parts"] = [self.storage.path(path) for path in live.parts]
             if table == "metrics":
+                summarised: dict[str, str] = {}
+                for part in live.parts:
+                    summary = compaction.summary_path(self.storage, part)
+                    if summary is not None and files.whole(self.storage, [summary]):
+                        summarised[part] = summary
                 listing["metric_summaries"] = [
-                    self.storage.path(compaction.summary_path(self.storage, path))
-                    for path in live.parts
+                    self.storage.path(summary) for summary in summarised.values()
+                ]
+                # A part whose summary cannot be read is summarised from its rows.
+                listing["metrics_unsummarised_parts"] = [
+                    self.storage.path(part) for part in live.parts if part not in summarised
                 ]
         return listing
 
     def _point_views_at(self, listing: dict[str, list[str]]) -> None:
         """Point each source's view at its files in ``listing``."""
-        for source, files in listing.items():
-            if files:
-                self.connection.execute(f"SET VARIABLE {source} = $1", [files])
-            if self._has_files.get(source) != bool(files):
-                self._has_files[source] = bool(files)
+        for source, paths in listing.items():
+            if paths:
+                self.connection.execute(f"SET VARIABLE {source} = $1", [paths])
+            if self._has_files.get(source) != bool(paths):
+                self._has_files[source] = bool(paths)
                 self.connection.execute(
-                    f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(files))}"
+                    f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(paths))}"
                 )
 
-    def _on_live_files(self, bind: Callable[[], T]) -> T:
-        """``bind()`` over the files live now; again over a new listing if a file vanished.
+    def _on_live_files(self, run: Callable[[], T]) -> T:
+        """``run()`` over the files live now; again over a new listing if a file vanished
+        or turned out unreadable.
 
         A compaction deletes the files it replaced a grace period after replacing them; a
         listing made just before can name them. Binding a query reads file footers, so the
         files it names must exist then; a later listing names the merged file instead.
+        A file that DuckDB cannot read is checked (lakestore.files) and, if it is at
+        fault, skipped from then on.
         """
         import duckdb
 
-        for attempt in range(_BIND_ATTEMPTS):
+        vanished = 0
+        while True:
             listing = self._live_files()
             try:
                 self._point_views_at(listing)
-                return bind()
+                return run()
             except duckdb.Error as error:
+                if self._skip_unreadable(error, listing):
+                    continue
                 # Errors of Python filesystems (fsspec) arrive as a plain duckdb.Error.
                 missing_file = isinstance(error, duckdb.IOException) or type(error) is duckdb.Error
-                if (
-                    not missing_file
-                    or attempt == _BIND_ATTEMPTS - 1
-                    or self._live_files() == listing
-                ):
+                vanished += 1
+                if not missing_file or vanished == _BIND_ATTEMPTS or self._live_files() == listing:
                     raise
-        raise AssertionError("unreachable")
+
+    def _skip_unreadable(self, error: Exception, listing: dict[str, list[str]]) -> bool:
+        """Whether a file that DuckDB failed on is unreadable (and now skipped).
+
+        DuckDB names the file it cannot read, except when the first file of a list is
+        foreign: then the view takes that file's columns and the query fails to bind.
+        """
+        import duckdb
+
+        listed = {path for paths in listing.values() for path in paths}
+        suspects = [path for path in _QUOTED.findall(str(error)) if path in listed]
+        deep = True
+        if not suspects:
+            schema_errors = (
+                duckdb.BinderException,
+                duckdb.ConversionException,
+                duckdb.InvalidInputException,
+            )
+            if not isinstance(error, schema_errors):
+                return False
+            suspects, deep = [paths[0] for paths in listing.values() if paths], False
+        found = False
+        for path in dict.fromkeys(suspects):
+            relative = path[len(self.storage.url) + 1 :]
+            with contextlib.suppress(FileNotFoundError):
+                found |= not files.check(self.storage, relative, deep=deep)
+        return found
 
     def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run a SQL query over the store's views.
 
         The result is a DuckDB relation: ``.arrow()``, ``.pl()``, ``.df()``, ``.fetchall()``,
-        ``.write_csv(path)``, ``.write_parquet(path)``. It reads the files that were live
-        when this was called; docs/QUERYING.md says how long they are kept. A store opened
-        ``read_only`` (or as a sandbox) raises ReadOnlyError for any statement but a read.
+        ``.write_csv(path)``, ``.write_parquet(path)``. Its rows are read when fetched,
+        from the files live when this (or a later call of this store) listed them;
+        docs/QUERYING.md says how long they are kept. A file DuckDB cannot read is found
+        while binding, or else fails the fetch: :meth:`arrow` runs the query again
+        without it. A store opened ``read_only`` (or as a sandbox) raises ReadOnlyError
+        for any statement but a read.
         """
         if self.read_only:
             safety.check_reads_only(self.connection, query)
-        return self._query(query, params)
+        return self._run(query, params, lambda relation: relation)
 
-    def _query(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
-        """``query`` over the files live now, unchecked: for the SQL this class writes."""
+    def arrow(self, query: str, params: Any = None) -> pa.Table | None:
+        """The whole result of ``query`` as a pyarrow Table (None for a statement without
+        one), computed now: a file found unreadable while reading is skipped, with an
+        UnreadableFileWarning, and the query run again without it."""
+        if self.read_only:
+            safety.check_reads_only(self.connection, query)
+        return self._run(
+            query, params, lambda relation: None if relation is None else relation.to_arrow_table()
+        )
+
+    def _run(self, query: str, params: Any, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
+        """``fetch(relation of query)`` over the files live now, unchecked: for SQL this
+        class writes or has checked."""
         import duckdb
 
         try:
-            return self._on_live_files(lambda: self.connection.sql(query, params=params))
+            return self._on_live_files(lambda: fetch(self.connection.sql(query, params=params)))
         except duckdb.PermissionException as error:
             where = f"; a sandbox reads only the store's files, under {self.storage.url}/"
             raise QueryError(f"{error}{where if self.sandbox else ''}") from None
@@ -241,7 +303,13 @@ class Store:
         """
         from lakestore.export import write_file
 
-        return write_file(self.sql(query, params), os.fspath(path), progress)
+        if self.read_only:
+            safety.check_reads_only(self.connection, query)
+        # Run again from the start if a file turns out unreadable half-way: the file
+        # appears only once complete.
+        return self._run(
+            query, params, lambda relation: write_file(relation, os.fspath(path), progress)
+        )
 
     def search_runs(
         self,
@@ -283,7 +351,7 @@ class Store:
             f"WHERE {' AND '.join(where)}\nORDER BY {', '.join(order_terms)}"
             + ("\nLIMIT ?" if max_results is not None else "")
         )
-        run_ids = [row[0] for row in self._query(selection, parameters).fetchall()]
+        run_ids = [row[0] for row in self._run(selection, parameters, _fetchall)]
         return self._wide_runs(run_ids)
 
     def _wide_runs(self, run_ids: list[str]) -> duckdb.DuckDBPyRelation:
@@ -312,12 +380,14 @@ class Store:
         ]
         columns = ", ".join(f"{prefix}_wide.* EXCLUDE (run_id)" for prefix, _, _ in pivots)
         try:
-            table = self._query(
+            table = self._run(
                 f"SELECT runs.* EXCLUDE (tags), {columns}\n"
                 f"FROM {selected} JOIN runs USING (run_id)\n"
                 + "\n".join(joins)
-                + f"\nORDER BY {selected}.position"
-            ).to_arrow_table()
+                + f"\nORDER BY {selected}.position",
+                None,
+                _to_arrow,
+            )
         finally:
             self.connection.execute(f"DROP TABLE {selected}")
         return self.connection.from_arrow(table)
@@ -330,9 +400,9 @@ class Store:
         run_ids = list(dict.fromkeys(run_ids))  # each run once, in the order given
         missing = set(run_ids) - {
             row[0]
-            for row in self._query(
-                "SELECT run_id FROM runs WHERE list_contains(?, run_id)", [run_ids]
-            ).fetchall()
+            for row in self._run(
+                "SELECT run_id FROM runs WHERE list_contains(?, run_id)", [run_ids], _fetchall
+            )
         }
         if missing:
             raise QueryError(f"no run {sorted(missing)[0]!r} in store {self.storage.url}")
@@ -352,11 +422,13 @@ class Store:
                 f"AS {_identifier(run_id)}"
                 for run_id in run_ids
             )
-            sides[name] = self._query(
+            table = self._run(
                 f"SELECT key, {columns} FROM {view} WHERE list_contains($ids, run_id) "
                 f"AND key IN ({keys}) GROUP BY key ORDER BY key",
                 {"ids": run_ids},
+                _to_arrow,
             )
+            sides[name] = self.connection.from_arrow(table)
         return Comparison(params=sides["params"], metrics=sides["metrics"])
 
     def metric_history(
@@ -366,7 +438,8 @@ class Store:
         *,
         points: int | None = None,
     ) -> duckdb.DuckDBPyRelation:
-        """The history of metrics ``keys`` (default: all) of ``run_ids`` as a tidy table.
+        """The history of metrics ``keys`` (default: all) of ``run_ids`` as a tidy table,
+        computed at once.
 
         With ``points``, each series is cut into that many equal slices of its steps and the
         last row of each slice is kept: at most ``points`` rows a series, the latest
@@ -379,15 +452,15 @@ class Store:
             where += " AND list_contains($keys, key)"
             parameters["keys"] = [keys] if isinstance(keys, str) else list(keys)
         if points is None:
-            return self._query(
-                f"SELECT * FROM metrics WHERE {where} ORDER BY run_id, key, step, timestamp",
-                parameters,
-            )
+            query = f"""
+                SELECT experiment, run_id, key, value, step, timestamp FROM metrics
+                WHERE {where} ORDER BY run_id, key, step, timestamp
+            """
+            return self.connection.from_arrow(self._run(query, parameters, _to_arrow))
         if points < 1:
             raise QueryError(f"points must be >= 1, got {points}")
         parameters["points"] = points
-        return self._query(
-            f"""
+        query = f"""
             SELECT experiment, run_id, key, value, step, timestamp FROM (
                 SELECT *, ntile($points) OVER series AS slice,
                        row_number() OVER series AS position,
@@ -397,9 +470,8 @@ class Store:
             )
             QUALIFY position = max(position) OVER (PARTITION BY experiment, run_id, key, slice)
             ORDER BY run_id, key, step, timestamp
-            """,
-            parameters,
-        )
+        """
+        return self.connection.from_arrow(self._run(query, parameters, _to_arrow))
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -410,6 +482,14 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _fetchall(relation: duckdb.DuckDBPyRelation) -> list[tuple[Any, ...]]:
+    return relation.fetchall()
+
+
+def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    return relation.to_arrow_table()
 
 
 def _source(source: str, has_files: bool) -> str:
@@ -423,9 +503,7 @@ def _source(source: str, has_files: bool) -> str:
             f"SELECT * FROM read_parquet(getvariable('{source}'), hive_partitioning = true, "
             f"hive_types = {{{partitions}}})"
         )
-    schema = (
-        compaction.summary_schema() if table == "metric_summaries" else format.arrow_schema(table)
-    )
+    schema = files.summary_schema() if table == "metric_summaries" else format.arrow_schema(table)
     columns = [
         f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"'
         for field in schema
