@@ -77,6 +77,7 @@ class _Footer(NamedTuple):
     replaces: frozenset[str]
     rows: int
     summary: str | None
+    writer_ids: bool  # has a writer_id column (parts written before it was kept do not)
 
 
 # Part names are never reused (each is one generation higher than the last) and a part never
@@ -138,8 +139,18 @@ def _read_footer(storage: Storage, path: str) -> _Footer | None:
         return None
     summary = pairs.get(SUMMARY_KEY)
     return _Footer(
-        frozenset(replaces), metadata.num_rows, None if summary is None else summary.decode()
+        frozenset(replaces),
+        metadata.num_rows,
+        None if summary is None else summary.decode(),
+        format.WRITER_COLUMN in schema.names,
     )
+
+
+def has_writer_ids(storage: Storage, part: str) -> bool:
+    """Whether the live part ``part`` names the writer of each row (a ``writer_id``
+    column): parts written before lakestore kept it do not."""
+    footer = _footer(storage, part)
+    return footer is not None and footer.writer_ids
 
 
 def _retrying(action: Callable[[], T]) -> T:
@@ -189,26 +200,31 @@ def live_files(storage: Storage, table: str, experiment_folder: str = "*") -> Li
 
 def _read_rows(storage: Storage, path: str, run_id: str | None = None) -> pa.Table | None:
     """The rows of the run file or part ``path`` (of ``run_id`` only, if given) in its
-    kind's schema, or None if it cannot be read: then it is skipped, with a warning."""
+    kind's schema, with the ``writer_id`` column of a part that has one; None if it cannot
+    be read: then it is skipped, with a warning."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = files.expected_schema(path)
     try:
         with storage.open_read(path) as file:
-            rows = pq.read_table(
-                file,
-                columns=schema.names,
-                filters=None if run_id is None else [("run", "=", run_id)],
-            )
-        return rows.cast(schema)
+            rows = pq.read_table(file, filters=None if run_id is None else [("run", "=", run_id)])
+        problem = files.schema_problem(rows.schema, schema)
+        if problem is None:
+            read = rows.select(schema.names).cast(schema)
+            extra = format.WRITER_COLUMN not in schema.names
+            if extra and format.WRITER_COLUMN in rows.column_names:
+                writers = rows.column(format.WRITER_COLUMN).cast(pa.string())
+                read = read.append_column(format.WRITER_COLUMN, writers)
+            return read
+        reason = problem
     except pa.ArrowException as error:
-        reason = f"it cannot be read as a file of its table ({error})"
+        reason = files.problem(storage, path) or f"it cannot be read as its table's ({error})"
     except OSError as error:
         if type(error) is not OSError:  # a missing file, a network error: not the file's fault
             raise
         reason = f"its data cannot be decoded ({error})"
-    files.skip(storage, path, files.problem(storage, path) or reason)
+    files.skip(storage, path, reason)
     return None
 
 
@@ -265,14 +281,21 @@ def _chunks(
     """
     import pyarrow as pa
 
-    schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+    schema = format.part_schema(table)
     order = [(key, "ascending") for key in _SORT_KEYS[table]]
 
     def read(path: str) -> pa.Table | None:
         rows = _read_rows(storage, path)
-        if rows is not None and "run" not in rows.column_names:
+        if rows is None:
+            return None
+        if "run" not in rows.column_names:  # a run file: its run and writer are in its path
             rows = rows.add_column(0, "run", pa.array([_run_of(path)] * rows.num_rows))
-        return None if rows is None else rows.select(schema.names).cast(schema)
+            if format.WRITER_COLUMN not in rows.column_names:
+                writer = pa.array([format.writer_of(path)] * rows.num_rows, pa.string())
+                rows = rows.append_column(format.WRITER_COLUMN, writer)
+        elif format.WRITER_COLUMN not in rows.column_names:  # a part written before
+            rows = rows.append_column(format.WRITER_COLUMN, pa.nulls(rows.num_rows, pa.string()))
+        return rows.select(schema.names).cast(schema)
 
     pending: list[pa.Table] = []
     pending_rows = 0
@@ -298,7 +321,7 @@ def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> b
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+    schema = format.part_schema(table)
     folder = posixpath.dirname(part)
     metadata: dict[bytes, bytes] = {}
     summary_file = None

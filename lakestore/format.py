@@ -95,6 +95,27 @@ def arrow_schema(table: str) -> pa.Schema:
     return pa.schema(fields[table])
 
 
+WRITER_COLUMN = "writer_id"
+"""The column of parts that names the writer of each row: the prefix of the name of the run
+file the row was logged in (the runs table stores it in its run files too)."""
+
+
+def part_schema(table: str) -> pa.Schema:
+    """The Arrow schema of a part of ``table``: ``run``, the table's columns, and the
+    writer of each row (parts written before lakestore kept it lack that column)."""
+    import pyarrow as pa
+
+    fields = [pa.field("run", pa.string()), *arrow_schema(table)]
+    if WRITER_COLUMN not in arrow_schema(table).names:
+        fields.append(pa.field(WRITER_COLUMN, pa.string()))
+    return pa.schema(fields)
+
+
+def writer_of(file_name: str) -> str:
+    """The writer id of a run file, from its name ``<writer id>-<sequence>.parquet``."""
+    return file_name.rsplit("/", 1)[-1].split("-", 1)[0]
+
+
 def escape_partition_value(value: str) -> str:
     """The directory-name form of a partition value, as hive readers decode it.
 

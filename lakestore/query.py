@@ -33,18 +33,34 @@ _DUCKDB_TYPES = {
     "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
 }
 
+_LOGGED = ("params", "metrics", "tags")
+"""The tables whose run files name their writer only in their file names."""
+
+_SOURCES: dict[str, tuple[str, str]] = {
+    **{f"{table}_run_files": (table, "run files") for table in format.TABLES},
+    **{f"{table}_parts": (table, "parts") for table in format.TABLES},
+    **{f"{table}_old_parts": (table, "old parts") for table in _LOGGED},
+    "metric_summaries": ("metric_summaries", "summaries"),
+    "metrics_unsummarised_parts": ("metrics", "parts"),
+}
+"""Each list of files a view reads: its table, and what the files are. "Old parts" were
+written before parts kept the writer of each row."""
+
+_WRITER_FROM_NAME = r"regexp_extract(filename, '([0-9a-f]{32})-[0-9]+\.parquet$', 1)"
+
 # Views over the raw tables, resolving the append-only records to the current state.
 _VIEWS = {
     "metrics": """
-        SELECT experiment, run AS run_id, key, value, step, timestamp FROM metrics_log
+        SELECT experiment, run AS run_id, key, value, step, timestamp, writer_id FROM metrics_log
     """,
     "params": """
-        SELECT experiment, run AS run_id, key, value, value_float, timestamp FROM params_log
+        SELECT experiment, run AS run_id, key, value, value_float, timestamp, writer_id
+        FROM params_log
         QUALIFY row_number() OVER (PARTITION BY experiment, run, key ORDER BY timestamp) = 1
     """,
     "tags": """
         SELECT * FROM (
-            SELECT experiment, run AS run_id, key, value, timestamp FROM tags_log
+            SELECT experiment, run AS run_id, key, value, timestamp, writer_id FROM tags_log
             QUALIFY row_number() OVER (
                 PARTITION BY experiment, run, key ORDER BY timestamp DESC) = 1
         ) WHERE value IS NOT NULL
@@ -143,9 +159,11 @@ class Store:
 
         def create_views() -> None:
             for table in format.TABLES:
+                sources = [f"{table}_run_files", f"{table}_parts"]
+                sources += [f"{table}_old_parts"] if table in _LOGGED else []
                 self.connection.execute(
                     f"CREATE OR REPLACE VIEW {table}_log AS "
-                    f"SELECT * FROM {table}_run_files UNION ALL BY NAME SELECT * FROM {table}_parts"
+                    + " UNION ALL BY NAME ".join(f"SELECT * FROM {name}" for name in sources)
                 )
             self.connection.execute(
                 "CREATE OR REPLACE VIEW metric_summaries_log AS SELECT * FROM metric_summaries"
@@ -167,7 +185,14 @@ class Store:
         for table in format.TABLES:
             live = compaction.live_files(self.storage, table)
             listing[f"{table}_run_files"] = [self.storage.path(path) for path in live.runs]
-            listing[f"{table}_parts"] = [self.storage.path(path) for path in live.parts]
+            if table in _LOGGED:
+                old = {p for p in live.parts if not compaction.has_writer_ids(self.storage, p)}
+                listing[f"{table}_old_parts"] = [self.storage.path(path) for path in sorted(old)]
+            else:
+                old = set()
+            listing[f"{table}_parts"] = [
+                self.storage.path(path) for path in live.parts if path not in old
+            ]
             if table == "metrics":
                 summarised: dict[str, str] = {}
                 for part in live.parts:
@@ -493,17 +518,25 @@ def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
 
 
 def _source(source: str, has_files: bool) -> str:
-    """SQL reading the files of ``source`` (a variable holding a list), or no rows."""
-    table = source.rsplit("_", 2)[0] if source != "metric_summaries" else source
+    """SQL reading the files of ``source`` (a variable holding a list), or no rows.
+
+    Every source of a table has the same columns, ``writer_id`` included: run files of
+    params, metrics and tags take it from their file names, old parts have none.
+    """
+    table, kind = _SOURCES[source]
+    named_writers = table in _LOGGED and kind == "run files"
     if has_files:
-        partitions = "'experiment': VARCHAR"
-        if source.endswith("_run_files"):
-            partitions += ", 'run': VARCHAR"
-        return (
-            f"SELECT * FROM read_parquet(getvariable('{source}'), hive_partitioning = true, "
-            f"hive_types = {{{partitions}}})"
+        partitions = "'experiment': VARCHAR" + (", 'run': VARCHAR" if kind == "run files" else "")
+        scan = (
+            f"read_parquet(getvariable('{source}'), hive_partitioning = true, "
+            f"hive_types = {{{partitions}}}{', filename = true' if named_writers else ''})"
         )
-    schema = files.summary_schema() if table == "metric_summaries" else format.arrow_schema(table)
+        if named_writers:
+            return f"SELECT * EXCLUDE (filename), {_WRITER_FROM_NAME} AS writer_id FROM {scan}"
+        if kind == "old parts":
+            return f"SELECT *, NULL::VARCHAR AS writer_id FROM {scan}"
+        return f"SELECT * FROM {scan}"
+    schema = files.summary_schema() if kind == "summaries" else format.part_schema(table)
     columns = [
         f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"'
         for field in schema
