@@ -18,6 +18,7 @@ import typer
 
 import lakestore
 import lakestore.compaction
+import lakestore.format
 import lakestore.maintenance
 from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
@@ -46,6 +47,15 @@ FormatOption = Annotated[
         "-f",
         help="Output format [default: table in a terminal, csv when piped].",
         show_default=False,
+    ),
+]
+LostAfterOption = Annotated[
+    float,
+    typer.Option(
+        "--lost-after",
+        help="Seconds without news after which a writer still running counts as lost; a run "
+        "whose running writers are all lost shows as CRASHED.",
+        show_default=True,
     ),
 ]
 OutputOption = Annotated[
@@ -89,9 +99,14 @@ def _errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _store(uri: str | None, *, sandbox: bool = False) -> Iterator[lakestore.Store]:
+def _store(
+    uri: str | None, *, sandbox: bool = False, lost_after: float = lakestore.format.LOST_AFTER
+) -> Iterator[lakestore.Store]:
     """The store opened for reading only, with errors reported as by _errors()."""
-    with _errors(), lakestore.connect(uri, read_only=True, sandbox=sandbox) as store:
+    with (
+        _errors(),
+        lakestore.connect(uri, read_only=True, sandbox=sandbox, lost_after=lost_after) as store,
+    ):
         yield store
 
 
@@ -117,13 +132,14 @@ def query(
             "extensions or changing settings: for SQL written by other people.",
         ),
     ] = False,
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
     """Run a SQL query over a store and print the result. Only reads are run: to write
     the result to a file, use --output FILE or lakestore export."""
-    with _store(store, sandbox=sandbox) as opened:
+    with _store(store, sandbox=sandbox, lost_after=lost_after) as opened:
         if output is not None:
             opened.export(sql, output)
         else:
@@ -156,12 +172,13 @@ def runs(
         typer.Option("--order-by", help="Sort key, e.g. 'metrics.acc DESC'; repeatable."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 100,
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
     """Search runs: one row per run, with its params and latest metrics as columns."""
-    with _store(store) as opened:
+    with _store(store, lost_after=lost_after) as opened:
         found = opened.search_runs(
             filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
         )
@@ -217,6 +234,7 @@ def export(
         list[str] | None,
         typer.Option("--experiment", "-e", help="Only these experiments; repeatable."),
     ] = None,
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
 ) -> None:
     """Export a view of the store to a Parquet, CSV, JSON lines or Arrow file."""
@@ -231,7 +249,7 @@ def export(
         query, params = f"{query} WHERE list_contains(?, experiment)", [experiment]
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with (
-        _store(store) as opened,
+        _store(store, lost_after=lost_after) as opened,
         Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar,
     ):
         task = bar.add_task(f"exporting {view}")

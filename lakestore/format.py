@@ -45,6 +45,19 @@ MAX_PARTITION_BYTES = 240
 255-byte name limit of common filesystems."""
 
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
+"""The statuses a row of the runs table records."""
+
+CRASHED = "CRASHED"
+"""The status readers give a run whose writers still running are all lost: its process died
+or was cut off without ending it (SIGKILL, power loss, a lost node). Never stored."""
+
+HEARTBEAT_INTERVAL = 60.0
+"""Seconds between the ``RUNNING`` rows that an open writer repeats in the runs table, so
+that readers can tell a live writer from a lost one."""
+
+LOST_AFTER = 5 * HEARTBEAT_INTERVAL
+"""Seconds after its latest row at which readers take a writer whose latest row is
+``RUNNING`` for lost: five heartbeats missed, time enough for a slow store or a pause."""
 
 _RESERVED_PARTITION_VALUES = ("__HIVE_DEFAULT_PARTITION__",)
 _UNRESERVED_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from lakestore import compaction, files, format, safety, search
-from lakestore.errors import QueryError, StoreError
+from lakestore.errors import InvalidValueError, QueryError, StoreError
 from lakestore.storage import Storage
 
 if TYPE_CHECKING:
@@ -91,24 +91,33 @@ _VIEWS = {
         GROUP BY experiment, run, key
     """,
     "run_states": """
-        WITH writers AS (  -- each writer's latest state of each run
-            SELECT experiment, run, writer_id, arg_max(status, event_time) AS status
+        WITH writers AS (  -- each writer's latest state of each run, and when it was heard of
+            SELECT experiment, run, writer_id, arg_max(status, event_time) AS latest,
+                   max(event_time) AS heard
             FROM runs_log GROUP BY experiment, run, writer_id
-        ), running AS (
-            SELECT experiment, run, bool_or(status = 'RUNNING') AS running
-            FROM writers GROUP BY experiment, run
+        ), lost AS (  -- still running but silent for lost_after: dead or cut off
+            SELECT *, latest = 'RUNNING'
+                      AND heard < now() - to_microseconds(getvariable('lost_after_us')) AS lost
+            FROM writers
+        ), liveness AS (
+            SELECT experiment, run,
+                   bool_or(latest = 'RUNNING' AND NOT lost) AS running,
+                   bool_or(lost) AS crashed,
+                   max(heard) FILTER (WHERE lost) AS lost_at
+            FROM lost GROUP BY experiment, run
         ), states AS (
             SELECT experiment, run AS run_id,
                    arg_max(run_name, event_time) FILTER (WHERE run_name IS NOT NULL) AS run_name,
                    CASE WHEN any_value(running) THEN 'RUNNING'
+                        WHEN any_value(crashed) THEN 'CRASHED'
                         ELSE arg_max(status, event_time) END AS status,
                    arg_min(parent_run_id, event_time)
                        FILTER (WHERE parent_run_id IS NOT NULL) AS parent_run_id,
                    arg_max("user", event_time) AS "user",
                    arg_max(host, event_time) AS host,
                    min(start_time) AS start_time,
-                   max(end_time) AS end_time
-            FROM runs_log JOIN running USING (experiment, run)
+                   greatest(max(end_time), any_value(lost_at)) AS end_time
+            FROM runs_log JOIN liveness USING (experiment, run)
             GROUP BY experiment, run
         )
         SELECT * REPLACE (CASE WHEN status = 'RUNNING' THEN NULL ELSE end_time END AS end_time)
@@ -140,12 +149,27 @@ class Store:
     a result is written only where asked (``export``, a statement you run). With
     ``read_only``, ``sql`` refuses any statement but a read and DuckDB's settings are
     locked; a ``sandbox`` also confines DuckDB to the store's files (docs/QUERYING.md).
+    A writer still ``RUNNING`` but silent for ``lost_after`` seconds counts as lost: a
+    run whose running writers are all lost is ``CRASHED`` (docs/FORMAT.md).
     """
 
-    def __init__(self, storage: Storage, *, read_only: bool = False, sandbox: bool = False) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        read_only: bool = False,
+        sandbox: bool = False,
+        lost_after: float = format.LOST_AFTER,
+    ) -> None:
         import duckdb
 
+        number = isinstance(lost_after, (int, float)) and not isinstance(lost_after, bool)
+        if not (number and 0 < lost_after < 1e12):
+            raise InvalidValueError(
+                f"lost_after must be a number of seconds > 0, got {lost_after!r}"
+            )
         self.storage = storage
+        self.lost_after = float(lost_after)
         self.read_only = read_only or sandbox
         self.sandbox = sandbox
         format.read_format_version(storage)
@@ -155,6 +179,10 @@ class Store:
             self.connection.register_filesystem(storage.fs)
         if sandbox:
             safety.confine(self.connection, storage.url)
+        # Bound once, so that the views stay one SQL definition whatever the option.
+        self.connection.execute(
+            "SET VARIABLE lost_after_us = $1::BIGINT", [round(self.lost_after * 1e6)]
+        )
         self._has_files: dict[str, bool] = {}
 
         def create_views() -> None:
@@ -578,13 +606,21 @@ def connect(
     *,
     read_only: bool = False,
     sandbox: bool = False,
+    lost_after: float = format.LOST_AFTER,
 ) -> Store:
     """Open the store at ``uri`` for querying (default: the store runs are written to).
 
     ``read_only`` refuses statements other than reads (``lakestore query`` opens stores
     so); ``sandbox`` also keeps DuckDB from opening any file outside the store, loading
-    extensions or changing settings, for serving queries written by other people.
+    extensions or changing settings, for serving queries written by other people. A run
+    whose writers still running have all been silent for ``lost_after`` seconds (default
+    five heartbeats, 300) has status ``CRASHED``.
     """
     from lakestore.tracking import open_existing_store
 
-    return Store(open_existing_store(uri, storage_options), read_only=read_only, sandbox=sandbox)
+    return Store(
+        open_existing_store(uri, storage_options),
+        read_only=read_only,
+        sandbox=sandbox,
+        lost_after=lost_after,
+    )
