@@ -109,7 +109,8 @@ def _reads(connection: duckdb.DuckDBPyConnection, kind: duckdb.StatementType, te
 
 
 def confine(connection: duckdb.DuckDBPyConnection, root: str) -> None:
-    """Let ``connection`` open only files under ``root`` and never change its settings.
+    """Let ``connection`` open only files under ``root`` and load no extension; call
+    :func:`lock` afterwards so that this cannot be undone.
 
     Files of a Python filesystem registered before (fsspec, for S3) are checked by their
     URL, so ``root`` is the store's URL; paths are normalised first, so ``..`` cannot
