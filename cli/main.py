@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -17,8 +18,9 @@ import typer
 
 import lakestore
 import lakestore.compaction
+import lakestore.format
 import lakestore.maintenance
-from lakestore.errors import LakestoreError
+from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
 
 app = typer.Typer(
@@ -47,6 +49,15 @@ FormatOption = Annotated[
         show_default=False,
     ),
 ]
+LostAfterOption = Annotated[
+    float,
+    typer.Option(
+        "--lost-after",
+        help="Seconds without news after which a writer still running counts as lost; a run "
+        "whose running writers are all lost shows as CRASHED.",
+        show_default=True,
+    ),
+]
 OutputOption = Annotated[
     Path | None,
     typer.Option(
@@ -60,12 +71,24 @@ OutputOption = Annotated[
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Any error of lakestore, DuckDB or Arrow becomes one line on stderr and exit 1."""
+    """Any error of lakestore, DuckDB or Arrow becomes one line on stderr and exit 1; a
+    file that lakestore skips is reported as one line on stderr."""
     import duckdb
     import pyarrow
 
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", UnreadableFileWarning)
+            shown = warnings.showwarning
+
+            def show(message: Warning | str, category: type[Warning], *args: object) -> None:
+                if issubclass(category, UnreadableFileWarning):
+                    typer.echo(f"warning: {message}", err=True)
+                else:
+                    shown(message, category, *args)  # type: ignore[arg-type]
+
+            warnings.showwarning = show
+            yield
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(code=0) from None
@@ -76,9 +99,14 @@ def _errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _store(uri: str | None) -> Iterator[lakestore.Store]:
-    """The opened store, with errors reported as by _errors()."""
-    with _errors(), lakestore.connect(uri) as store:
+def _store(
+    uri: str | None, *, sandbox: bool = False, lost_after: float = lakestore.format.LOST_AFTER
+) -> Iterator[lakestore.Store]:
+    """The store opened for reading only, with errors reported as by _errors()."""
+    with (
+        _errors(),
+        lakestore.connect(uri, read_only=True, sandbox=sandbox, lost_after=lost_after) as store,
+    ):
         yield store
 
 
@@ -96,13 +124,26 @@ def query(
             "and experiments (see docs/QUERYING.md)."
         ),
     ],
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Also keep the query from reading any file outside the store, loading "
+            "extensions or changing settings: for SQL written by other people.",
+        ),
+    ] = False,
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
-    """Run a SQL query over a store and print the result."""
-    with _store(store) as opened:
-        emit(opened.sql(sql), output_format, output)
+    """Run a SQL query over a store and print the result. Only reads are run: to write
+    the result to a file, use --output FILE or lakestore export."""
+    with _store(store, sandbox=sandbox, lost_after=lost_after) as opened:
+        if output is not None:
+            opened.export(sql, output)
+        else:
+            emit(opened.arrow(sql), output_format, None)
 
 
 @app.command()
@@ -111,7 +152,7 @@ def experiments(
 ) -> None:
     """List the experiments with their number of runs."""
     with _store(store) as opened:
-        emit(opened.sql("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
+        emit(opened.arrow("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
 
 
 @app.command()
@@ -131,12 +172,13 @@ def runs(
         typer.Option("--order-by", help="Sort key, e.g. 'metrics.acc DESC'; repeatable."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 100,
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
     """Search runs: one row per run, with its params and latest metrics as columns."""
-    with _store(store) as opened:
+    with _store(store, lost_after=lost_after) as opened:
         found = opened.search_runs(
             filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
         )
@@ -192,6 +234,7 @@ def export(
         list[str] | None,
         typer.Option("--experiment", "-e", help="Only these experiments; repeatable."),
     ] = None,
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
 ) -> None:
     """Export a view of the store to a Parquet, CSV, JSON lines or Arrow file."""
@@ -206,7 +249,7 @@ def export(
         query, params = f"{query} WHERE list_contains(?, experiment)", [experiment]
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with (
-        _store(store) as opened,
+        _store(store, lost_after=lost_after) as opened,
         Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar,
     ):
         task = bar.add_task(f"exporting {view}")
@@ -265,3 +308,16 @@ def sync(store: StoreOption = None) -> None:
     with _errors():
         uploaded = lakestore.sync(store)
     typer.echo(f"uploaded {uploaded} spooled file(s)", err=True)
+
+
+@app.command()
+def check(store: StoreOption = None) -> None:
+    """List the files that lakestore's readers skip and plain Parquet readers fail on:
+    files not lakestore's and files that cannot be read. Exit status 1 if there are any."""
+    with _errors():
+        problems = lakestore.check(store)
+    for path, reason in problems:
+        typer.echo(f"{path}: {reason}")
+    typer.echo(f"{len(problems)} file(s) to move out of the store", err=True)
+    if problems:
+        raise typer.Exit(code=1)

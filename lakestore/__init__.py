@@ -22,6 +22,7 @@ from lakestore.tracking import (
 
 if TYPE_CHECKING:
     from lakestore.compaction import compact_store as compact
+    from lakestore.maintenance import check_store as check
     from lakestore.maintenance import clean_store as clean
     from lakestore.maintenance import sync_spool as sync
     from lakestore.query import Store, connect
@@ -33,6 +34,7 @@ _LAZY = {
     "Store": ("lakestore.query", "Store"),
     "connect": ("lakestore.query", "connect"),
     "compact": ("lakestore.compaction", "compact_store"),
+    "check": ("lakestore.maintenance", "check_store"),
     "clean": ("lakestore.maintenance", "clean_store"),
     "sync": ("lakestore.maintenance", "sync_spool"),
 }
@@ -54,6 +56,7 @@ __all__ = [
     "Run",
     "Store",
     "active_run",
+    "check",
     "clean",
     "compact",
     "connect",

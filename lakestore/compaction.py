@@ -24,15 +24,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TypeVar
 
-from lakestore import format
+from lakestore import files, format
+from lakestore.files import COMPACTED_ROOT, SUMMARIES, summary_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from lakestore.storage import Storage
 
-COMPACTED_ROOT = "compacted"
-SUMMARIES = "metric_summaries"
 PART_PREFIX = "part-"
 REPLACES_KEY = b"lakestore.replaces"
 SUMMARY_KEY = b"lakestore.summary"
@@ -67,24 +66,6 @@ _SUMMARY_SQL = """
 T = TypeVar("T")
 
 
-def summary_schema() -> pa.Schema:
-    """The Arrow schema of a metric summary file (docs/FORMAT.md)."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("run", pa.string()),
-            ("key", pa.string()),
-            ("latest", pa.float64()),
-            ("latest_step", pa.int64()),
-            ("latest_timestamp", pa.timestamp("us", tz="UTC")),
-            ("min", pa.float64()),
-            ("max", pa.float64()),
-            ("count", pa.int64()),
-        ]
-    )
-
-
 class Listing(NamedTuple):
     """The live files of a table: root-relative paths of run files and of parts."""
 
@@ -96,11 +77,12 @@ class _Footer(NamedTuple):
     replaces: frozenset[str]
     rows: int
     summary: str | None
+    writer_ids: bool  # has a writer_id column (parts written before it was kept do not)
 
 
 # Part names are never reused (each is one generation higher than the last) and a part never
 # changes, so its footer can be remembered for the life of the process.
-_FOOTERS: dict[tuple[str, str], _Footer] = {}
+_FOOTERS: dict[tuple[str, str], _Footer | None] = {}
 
 
 def part_folder(table: str, experiment_folder: str) -> str:
@@ -108,12 +90,12 @@ def part_folder(table: str, experiment_folder: str) -> str:
     return f"{COMPACTED_ROOT}/{table}/{experiment_folder}"
 
 
-def summary_path(storage: Storage, part: str) -> str:
-    """The metric summary file of the metrics part at ``part``."""
-    name = _footer(storage, part).summary
-    if name is None:
-        raise FileNotFoundError(f"metrics part {part} names no summary")
-    return f"{part_folder(SUMMARIES, part.split('/')[-2])}/{name}"
+def summary_path(storage: Storage, part: str) -> str | None:
+    """The metric summary file of the metrics part at ``part``, if it names one."""
+    footer = _footer(storage, part)
+    if footer is None or footer.summary is None:
+        return None
+    return f"{part_folder(SUMMARIES, part.split('/')[-2])}/{footer.summary}"
 
 
 def _generation(path: str) -> int:
@@ -122,22 +104,53 @@ def _generation(path: str) -> int:
     return int(name[len(PART_PREFIX) :].split("-")[0].split(".")[0])
 
 
-def _footer(storage: Storage, path: str) -> _Footer:
+def _footer(storage: Storage, path: str) -> _Footer | None:
+    """What the footer of the part ``path`` says, or None if it cannot be read as a part
+    (readers then skip it, see lakestore.files)."""
     key = (storage.url, path)
     if key not in _FOOTERS:
-        import pyarrow.parquet as pq
-
-        with storage.open_read(path) as file:
-            metadata = pq.read_metadata(file)
-        pairs = metadata.metadata or {}
-        replaces = json.loads(pairs.get(REPLACES_KEY, b"[]"))
-        summary = pairs.get(SUMMARY_KEY)
         if len(_FOOTERS) > 100_000:
             _FOOTERS.clear()
-        _FOOTERS[key] = _Footer(
-            frozenset(replaces), metadata.num_rows, None if summary is None else summary.decode()
-        )
+        _FOOTERS[key] = _read_footer(storage, path)
     return _FOOTERS[key]
+
+
+def _read_footer(storage: Storage, path: str) -> _Footer | None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with storage.open_read(path) as file:
+            parquet = pq.ParquetFile(file)
+            metadata, schema = parquet.metadata, parquet.schema_arrow
+    except pa.ArrowException as error:
+        files.skip(storage, path, f"it is not a readable Parquet file ({error})")
+        return None
+    problem = files.schema_problem(schema, files.expected_schema(path))
+    pairs = metadata.metadata or {}
+    try:
+        replaces = json.loads(pairs.get(REPLACES_KEY, b"[]"))
+    except ValueError:
+        replaces = None
+    if not isinstance(replaces, list) or not all(isinstance(p, str) for p in replaces):
+        problem = problem or f"its {REPLACES_KEY.decode()} metadata is not a list of paths"
+    if problem is not None:
+        files.skip(storage, path, problem)
+        return None
+    summary = pairs.get(SUMMARY_KEY)
+    return _Footer(
+        frozenset(replaces),
+        metadata.num_rows,
+        None if summary is None else summary.decode(),
+        format.WRITER_COLUMN in schema.names,
+    )
+
+
+def has_writer_ids(storage: Storage, part: str) -> bool:
+    """Whether the live part ``part`` names the writer of each row (a ``writer_id``
+    column): parts written before lakestore kept it do not."""
+    footer = _footer(storage, part)
+    return footer is not None and footer.writer_ids
 
 
 def _retrying(action: Callable[[], T]) -> T:
@@ -156,16 +169,27 @@ def _retrying(action: Callable[[], T]) -> T:
 
 
 def _list(storage: Storage, table: str, experiment_folder: str) -> tuple[list[str], list[str]]:
-    run_files = storage.glob(f"{table}/{experiment_folder}/*/*.parquet")
-    parts = storage.glob(f"{part_folder(table, experiment_folder)}/*.parquet")
+    """The run files and parts of ``table`` whose names are lakestore's (others are
+    reported and left out), unreadable ones included: their names still count."""
+    run_files = files.recognised(storage, storage.glob(f"{table}/{experiment_folder}/*/*.parquet"))
+    parts = files.recognised(
+        storage, storage.glob(f"{part_folder(table, experiment_folder)}/*.parquet")
+    )
     return run_files, parts
 
 
+def _readable_parts(storage: Storage, parts: list[str]) -> dict[str, _Footer]:
+    footers = {part: _footer(storage, part) for part in parts if not files.skipped(storage, part)}
+    return {part: footer for part, footer in footers.items() if footer is not None}
+
+
 def _live(storage: Storage, run_files: list[str], parts: list[str]) -> Listing:
-    replaced = set().union(*(_footer(storage, part).replaces for part in parts))
+    footers = _readable_parts(storage, parts)
+    replaced = set().union(*(footer.replaces for footer in footers.values()))
+    live_runs = [path for path in run_files if path not in replaced]
     return Listing(
-        [path for path in run_files if path not in replaced],
-        [path for path in parts if path not in replaced],
+        [path for path in files.whole(storage, live_runs) if not files.skipped(storage, path)],
+        [path for path in footers if path not in replaced],
     )
 
 
@@ -174,11 +198,34 @@ def live_files(storage: Storage, table: str, experiment_folder: str = "*") -> Li
     return _retrying(lambda: _live(storage, *_list(storage, table, experiment_folder)))
 
 
-def _read_part_rows(storage: Storage, part: str, run_id: str) -> pa.Table:
+def _read_rows(storage: Storage, path: str, run_id: str | None = None) -> pa.Table | None:
+    """The rows of the run file or part ``path`` (of ``run_id`` only, if given) in its
+    kind's schema, with the ``writer_id`` column of a part that has one; None if it cannot
+    be read: then it is skipped, with a warning."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with storage.open_read(part) as file:
-        return pq.read_table(file, filters=[("run", "=", run_id)])
+    schema = files.expected_schema(path)
+    try:
+        with storage.open_read(path) as file:
+            rows = pq.read_table(file, filters=None if run_id is None else [("run", "=", run_id)])
+        problem = files.schema_problem(rows.schema, schema)
+        if problem is None:
+            read = rows.select(schema.names).cast(schema)
+            extra = format.WRITER_COLUMN not in schema.names
+            if extra and format.WRITER_COLUMN in rows.column_names:
+                writers = rows.column(format.WRITER_COLUMN).cast(pa.string())
+                read = read.append_column(format.WRITER_COLUMN, writers)
+            return read
+        reason = problem
+    except pa.ArrowException as error:
+        reason = files.problem(storage, path) or f"it cannot be read as its table's ({error})"
+    except OSError as error:
+        if type(error) is not OSError:  # a missing file, a network error: not the file's fault
+            raise
+        reason = f"its data cannot be decoded ({error})"
+    files.skip(storage, path, reason)
+    return None
 
 
 def find_run(storage: Storage, run_id: str) -> str | None:
@@ -186,11 +233,12 @@ def find_run(storage: Storage, run_id: str) -> str | None:
     folder = f"run={format.escape_partition_value(run_id)}"
 
     def find() -> str | None:
-        found = storage.glob(f"runs/experiment=*/{folder}/*.parquet")
+        found = files.recognised(storage, storage.glob(f"runs/experiment=*/{folder}/*.parquet"))
         if found:
             return found[0].split("/")[1]
         for part in live_files(storage, "runs").parts:
-            if len(_read_part_rows(storage, part, run_id)):
+            rows = _read_rows(storage, part, run_id)
+            if rows is not None and len(rows):
                 return part.split("/")[-2]
         return None
 
@@ -198,9 +246,9 @@ def find_run(storage: Storage, run_id: str) -> str | None:
 
 
 def read_run(storage: Storage, table: str, experiment_folder: str, run_id: str) -> pa.Table:
-    """The live rows of ``table`` logged to ``run_id``, in the table's schema."""
+    """The live rows of ``table`` logged to ``run_id``, in the table's schema; files that
+    cannot be read are skipped, with a warning."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     folder = f"{table}/{experiment_folder}/run={format.escape_partition_value(run_id)}/"
 
@@ -210,11 +258,11 @@ def read_run(storage: Storage, table: str, experiment_folder: str, run_id: str) 
         tables = []
         for path in listing.runs:
             if path.startswith(folder):
-                with storage.open_read(path) as file:
-                    tables.append(pq.read_table(file).cast(schema))
+                tables.append(_read_rows(storage, path))
         for part in listing.parts:
-            tables.append(_read_part_rows(storage, part, run_id).select(schema.names).cast(schema))
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+            tables.append(_read_rows(storage, part, run_id))
+        read = [rows.select(schema.names) for rows in tables if rows is not None]
+        return pa.concat_tables(read) if read else schema.empty_table()
 
     return _retrying(read)
 
@@ -223,26 +271,41 @@ def _run_of(path: str) -> str:
     return format.unescape_partition_value(path.split("/")[-2].split("=", 1)[1])
 
 
-def _chunks(storage: Storage, table: str, inputs: list[str]) -> Iterator[pa.Table]:
-    """The rows of ``inputs`` with a ``run`` column, in chunks of whole files, each sorted."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _chunks(
+    storage: Storage, table: str, inputs: list[str], merged: list[str]
+) -> Iterator[pa.Table]:
+    """The rows of ``inputs`` with a ``run`` column, in chunks of whole files, each sorted.
 
-    schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+    The inputs read are appended to ``merged``; those that cannot be read are skipped
+    (with a warning), so that no part claims to replace them.
+    """
+    import pyarrow as pa
+
+    schema = format.part_schema(table)
     order = [(key, "ascending") for key in _SORT_KEYS[table]]
 
-    def read(path: str) -> pa.Table:
-        with storage.open_read(path) as file:
-            rows = pq.read_table(file)
-        if "run" not in rows.column_names:
+    def read(path: str) -> pa.Table | None:
+        rows = _read_rows(storage, path)
+        if rows is None:
+            return None
+        if "run" not in rows.column_names:  # a run file: its run and writer are in its path
             rows = rows.add_column(0, "run", pa.array([_run_of(path)] * rows.num_rows))
+            if format.WRITER_COLUMN not in rows.column_names:
+                writer = pa.array([format.writer_of(path)] * rows.num_rows, pa.string())
+                rows = rows.append_column(format.WRITER_COLUMN, writer)
+        elif format.WRITER_COLUMN not in rows.column_names:  # a part written before
+            rows = rows.append_column(format.WRITER_COLUMN, pa.nulls(rows.num_rows, pa.string()))
         return rows.select(schema.names).cast(schema)
 
     pending: list[pa.Table] = []
     pending_rows = 0
     with ThreadPoolExecutor(_READ_THREADS) as pool:
         for start in range(0, len(inputs), _READ_THREADS * 8):
-            for rows in pool.map(read, inputs[start : start + _READ_THREADS * 8]):
+            batch = inputs[start : start + _READ_THREADS * 8]
+            for path, rows in zip(batch, pool.map(read, batch), strict=True):
+                if rows is None:
+                    continue
+                merged.append(path)
                 pending.append(rows)
                 pending_rows += len(rows)
                 if pending_rows >= _CHUNK_ROWS:
@@ -254,13 +317,13 @@ def _chunks(storage: Storage, table: str, inputs: list[str]) -> Iterator[pa.Tabl
 
 def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> bool:
     """Create the part ``part`` from ``inputs`` (for metrics, its summary first), unless a
-    part of that name exists: True if this call created it."""
+    part of that name exists or no input could be read: True if this call created it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([pa.field("run", pa.string()), *format.arrow_schema(table)])
+    schema = format.part_schema(table)
     folder = posixpath.dirname(part)
-    metadata = {REPLACES_KEY: json.dumps(inputs).encode()}
+    metadata: dict[bytes, bytes] = {}
     summary_file = None
     if table == "metrics":
         name = posixpath.basename(part).removesuffix(".parquet")
@@ -270,20 +333,25 @@ def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> b
 
     def write(destination: str | BinaryIO) -> None:
         summaries: list[pa.Table] = []
+        merged: list[str] = []
         connection = None
         if summary_file is not None:
             import duckdb
 
-            connection = duckdb.connect()
+            connection = duckdb.connect(config={"autoinstall_known_extensions": False})
         with pq.ParquetWriter(
             destination, schema.with_metadata(metadata), compression="zstd"
         ) as writer:
-            for chunk in _chunks(storage, table, inputs):
+            for chunk in _chunks(storage, table, inputs, merged):
                 writer.write_table(chunk, row_group_size=ROW_GROUP_ROWS)
                 if connection is not None:
                     connection.register("chunk", chunk)
                     summaries.append(connection.sql(_SUMMARY_SQL).to_arrow_table())
                     connection.unregister("chunk")
+            if not merged:
+                raise _NothingMergedError
+            # Written last, into the footer: only the inputs that could be read.
+            writer.add_key_value_metadata({REPLACES_KEY: json.dumps(merged).encode()})
         if connection is not None and summary_file is not None:
             connection.close()
             summary = pa.concat_tables(summaries).cast(summary_schema())
@@ -296,16 +364,24 @@ def _write_part(storage: Storage, table: str, part: str, inputs: list[str]) -> b
         # whose part was published and deleted since this compaction listed (it stalled for
         # several compactions): a newer generation then exists, so give up.
         generation = _generation(part)
-        if any(_generation(path) >= generation for path in storage.glob(f"{folder}/*.parquet")):
+        if any(
+            _generation(path) >= generation
+            for path in storage.glob(f"{folder}/*.parquet")
+            if files.kind(path) == "part"
+        ):
             raise _GenerationTakenError
 
     try:
         created = storage.put_file(part, write, exclusive=True)
-    except _GenerationTakenError:
+    except (_GenerationTakenError, _NothingMergedError):
         created = False
     if not created and summary_file is not None:
         storage.delete(summary_file)
     return created
+
+
+class _NothingMergedError(Exception):
+    """None of the inputs of a part could be read."""
 
 
 class _GenerationTakenError(Exception):
@@ -323,7 +399,8 @@ def compact_experiment(storage: Storage, table: str, experiment_folder: str) -> 
     def attempt() -> bool:
         run_files, parts = _list(storage, table, experiment_folder)
         listing = _live(storage, run_files, parts)
-        small_parts = [p for p in listing.parts if _footer(storage, p).rows < PART_ROWS]
+        footers = _readable_parts(storage, listing.parts)
+        small_parts = [p for p in listing.parts if footers[p].rows < PART_ROWS]
         if not listing.runs and len(small_parts) < 2:
             return False
         generation = max((_generation(path) for path in parts), default=0) + 1
@@ -348,12 +425,12 @@ def _delete_settled(storage: Storage, table: str, experiment_folder: str, grace:
     run_files, parts = _list(storage, table, experiment_folder)
     if not parts:
         return 0
-    covers = {part: _footer(storage, part).replaces for part in parts}
+    covers = {part: footer.replaces for part, footer in _readable_parts(storage, parts).items()}
     now = time.time()
     doomed: set[str] = set()
-    for part in parts:
+    for part, replaced in covers.items():
         if now - storage.modified(part) >= grace:
-            doomed |= covers[part]
+            doomed |= replaced
     existing = set(run_files) | set(parts)
     deleted = 0
     for path in sorted(doomed & set(run_files)):
@@ -362,13 +439,14 @@ def _delete_settled(storage: Storage, table: str, experiment_folder: str, grace:
         deleted += 1
     doomed_parts = doomed & set(parts)
     while doomed_parts:
-        ready = {part for part in doomed_parts if not covers[part] & existing}
+        ready = {part for part in doomed_parts if not covers.get(part, frozenset()) & existing}
         if not ready:
             break
         for part in sorted(ready):
+            summary = summary_path(storage, part) if table == "metrics" else None
             storage.delete(part)
-            if table == "metrics":
-                storage.delete(summary_path(storage, part))
+            if summary is not None:
+                storage.delete(summary)
             existing.discard(part)
             deleted += 1
         doomed_parts -= ready
@@ -385,7 +463,7 @@ def _delete_orphan_summaries(storage: Storage, experiment_folder: str, parts: li
     orphans = [
         path
         for path in storage.glob(f"{part_folder(SUMMARIES, experiment_folder)}/*.parquet")
-        if path not in named and _generation(path) <= newest
+        if files.kind(path) == "summary" and path not in named and _generation(path) <= newest
     ]
     for path in orphans:
         storage.delete(path)

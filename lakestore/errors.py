@@ -49,3 +49,11 @@ class FlushError(LakestoreError):
 
 class QueryError(LakestoreError):
     """A SQL statement that DuckDB rejected."""
+
+
+class ReadOnlyError(QueryError):
+    """A statement that writes or changes settings, on a connection that only reads."""
+
+
+class UnreadableFileWarning(UserWarning):
+    """A file in the store that lakestore's readers skip: not lakestore's, or unreadable."""

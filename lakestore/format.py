@@ -45,9 +45,19 @@ MAX_PARTITION_BYTES = 240
 255-byte name limit of common filesystems."""
 
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
+"""The statuses a row of the runs table records."""
+
+CRASHED = "CRASHED"
+"""The status readers give a run whose writers still running are all lost: its process died
+or was cut off without ending it (SIGKILL, power loss, a lost node). Never stored."""
 
 HEARTBEAT_INTERVAL = 60.0
-"""Seconds between the RUNNING events (heartbeats) a writer logs while its run is open."""
+"""Seconds between the ``RUNNING`` rows that an open writer repeats in the runs table, so
+that readers can tell a live writer from a lost one."""
+
+LOST_AFTER = 5 * HEARTBEAT_INTERVAL
+"""Seconds after its latest row at which readers take a writer whose latest row is
+``RUNNING`` for lost: five heartbeats missed, time enough for a slow store or a pause."""
 
 _RESERVED_PARTITION_VALUES = ("__HIVE_DEFAULT_PARTITION__",)
 _UNRESERVED_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -96,6 +106,27 @@ def arrow_schema(table: str) -> pa.Schema:
         ],
     }
     return pa.schema(fields[table])
+
+
+WRITER_COLUMN = "writer_id"
+"""The column of parts that names the writer of each row: the prefix of the name of the run
+file the row was logged in (the runs table stores it in its run files too)."""
+
+
+def part_schema(table: str) -> pa.Schema:
+    """The Arrow schema of a part of ``table``: ``run``, the table's columns, and the
+    writer of each row (parts written before lakestore kept it lack that column)."""
+    import pyarrow as pa
+
+    fields = [pa.field("run", pa.string()), *arrow_schema(table)]
+    if WRITER_COLUMN not in arrow_schema(table).names:
+        fields.append(pa.field(WRITER_COLUMN, pa.string()))
+    return pa.schema(fields)
+
+
+def writer_of(file_name: str) -> str:
+    """The writer id of a run file, from its name ``<writer id>-<sequence>.parquet``."""
+    return file_name.rsplit("/", 1)[-1].split("-", 1)[0]
 
 
 def escape_partition_value(value: str) -> str:

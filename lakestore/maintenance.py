@@ -1,4 +1,4 @@
-"""Store maintenance: what killed or cut-off writers left behind."""
+"""Store maintenance: what killed or cut-off writers left behind, and files readers skip."""
 
 from __future__ import annotations
 
@@ -55,3 +55,39 @@ def sync_spool(
             f"cannot upload the spool to the store: {error}; the files stay in the spool: "
             "run lakestore sync again once the store answers"
         ) from error
+
+
+def check_store(
+    uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    """The files in the run folders and part folders of the store at ``uri`` (default:
+    the store runs are written to) that lakestore's readers skip and plain Parquet readers
+    fail on, each with the reason: files whose names are not lakestore's, and files that
+    cannot be read as a file of their table. Reads the footer of every data file: one
+    request each on an object store."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakestore import files, format
+    from lakestore.tracking import open_existing_store
+
+    storage = open_existing_store(uri, storage_options)
+    paths = [f"{files.COMPACTED_ROOT}/{files.SUMMARIES}/*/*"]
+    for table in format.TABLES:
+        paths += [f"{table}/*/*/*", f"{files.COMPACTED_ROOT}/{table}/*/*"]
+    found = sorted({path for pattern in paths for path in storage.glob(pattern)})
+
+    def problem(path: str) -> str | None:
+        if files.kind(path) is None:
+            return "its name is not that of a lakestore file"
+        try:
+            return files.problem(storage, path)
+        except FileNotFoundError:  # deleted by a compaction meanwhile
+            return None
+
+    with ThreadPoolExecutor(16) as pool:
+        reasons = list(pool.map(problem, found))
+    return [
+        (storage.path(path), reason)
+        for path, reason in zip(found, reasons, strict=True)
+        if reason is not None
+    ]

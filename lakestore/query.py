@@ -6,19 +6,23 @@ the next query. The README lists the views; docs/FORMAT.md gives the rules they 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from lakestore import compaction, format, search
-from lakestore.errors import QueryError, StoreError
+from lakestore import compaction, files, format, safety, search
+from lakestore.errors import InvalidValueError, QueryError, StoreError
 from lakestore.storage import Storage
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 _BIND_ATTEMPTS = 10
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 T = TypeVar("T")
 
@@ -29,18 +33,34 @@ _DUCKDB_TYPES = {
     "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
 }
 
+_LOGGED = ("params", "metrics", "tags")
+"""The tables whose run files name their writer only in their file names."""
+
+_SOURCES: dict[str, tuple[str, str]] = {
+    **{f"{table}_run_files": (table, "run files") for table in format.TABLES},
+    **{f"{table}_parts": (table, "parts") for table in format.TABLES},
+    **{f"{table}_old_parts": (table, "old parts") for table in _LOGGED},
+    "metric_summaries": ("metric_summaries", "summaries"),
+    "metrics_unsummarised_parts": ("metrics", "parts"),
+}
+"""Each list of files a view reads: its table, and what the files are. "Old parts" were
+written before parts kept the writer of each row."""
+
+_WRITER_FROM_NAME = r"regexp_extract(filename, '([0-9a-f]{32})-[0-9]+\.parquet$', 1)"
+
 # Views over the raw tables, resolving the append-only records to the current state.
 _VIEWS = {
     "metrics": """
-        SELECT experiment, run AS run_id, key, value, step, timestamp FROM metrics_log
+        SELECT experiment, run AS run_id, key, value, step, timestamp, writer_id FROM metrics_log
     """,
     "params": """
-        SELECT experiment, run AS run_id, key, value, value_float, timestamp FROM params_log
+        SELECT experiment, run AS run_id, key, value, value_float, timestamp, writer_id
+        FROM params_log
         QUALIFY row_number() OVER (PARTITION BY experiment, run, key ORDER BY timestamp) = 1
     """,
     "tags": """
         SELECT * FROM (
-            SELECT experiment, run AS run_id, key, value, timestamp FROM tags_log
+            SELECT experiment, run AS run_id, key, value, timestamp, writer_id FROM tags_log
             QUALIFY row_number() OVER (
                 PARTITION BY experiment, run, key ORDER BY timestamp DESC) = 1
         ) WHERE value IS NOT NULL
@@ -60,29 +80,44 @@ _VIEWS = {
                    arg_max(value, (step, timestamp, value)), max(step),
                    arg_max(timestamp, (step, timestamp, value)),
                    min(value), max(value), count(*)
-            FROM metrics_run_files GROUP BY experiment, run, key
+            FROM (
+                SELECT experiment, run, key, value, step, timestamp FROM metrics_run_files
+                UNION ALL
+                SELECT experiment, run, key, value, step, timestamp
+                FROM metrics_unsummarised_parts
+            )
+            GROUP BY experiment, run, key
         )
         GROUP BY experiment, run, key
     """,
     "run_states": """
-        WITH writers AS (  -- each writer's latest state of each run
-            SELECT experiment, run, writer_id, arg_max(status, event_time) AS status
+        WITH writers AS (  -- each writer's latest state of each run, and when it was heard of
+            SELECT experiment, run, writer_id, arg_max(status, event_time) AS latest,
+                   max(event_time) AS heard
             FROM runs_log GROUP BY experiment, run, writer_id
-        ), running AS (
-            SELECT experiment, run, bool_or(status = 'RUNNING') AS running
-            FROM writers GROUP BY experiment, run
+        ), lost AS (  -- still running but silent for lost_after: dead or cut off
+            SELECT *, latest = 'RUNNING'
+                      AND heard < now() - to_microseconds(getvariable('lost_after_us')) AS lost
+            FROM writers
+        ), liveness AS (
+            SELECT experiment, run,
+                   bool_or(latest = 'RUNNING' AND NOT lost) AS running,
+                   bool_or(lost) AS crashed,
+                   max(heard) FILTER (WHERE lost) AS lost_at
+            FROM lost GROUP BY experiment, run
         ), states AS (
             SELECT experiment, run AS run_id,
                    arg_max(run_name, event_time) FILTER (WHERE run_name IS NOT NULL) AS run_name,
                    CASE WHEN any_value(running) THEN 'RUNNING'
+                        WHEN any_value(crashed) THEN 'CRASHED'
                         ELSE arg_max(status, event_time) END AS status,
                    arg_min(parent_run_id, event_time)
                        FILTER (WHERE parent_run_id IS NOT NULL) AS parent_run_id,
                    arg_max("user", event_time) AS "user",
                    arg_max(host, event_time) AS host,
                    min(start_time) AS start_time,
-                   max(end_time) AS end_time
-            FROM runs_log JOIN running USING (experiment, run)
+                   greatest(max(end_time), any_value(lost_at)) AS end_time
+            FROM runs_log JOIN liveness USING (experiment, run)
             GROUP BY experiment, run
         )
         SELECT * REPLACE (CASE WHEN status = 'RUNNING' THEN NULL ELSE end_time END AS end_time)
@@ -108,23 +143,55 @@ _VIEWS = {
 
 
 class Store:
-    """A store opened for querying: ``store.sql("SELECT ...")`` over its views."""
+    """A store opened for querying: ``store.sql("SELECT ...")`` over its views.
 
-    def __init__(self, storage: Storage) -> None:
+    The connection's own work never writes a file: its views read the store's files, and
+    a result is written only where asked (``export``, a statement you run). With
+    ``read_only``, ``sql`` refuses any statement but a read and DuckDB's settings are
+    locked; a ``sandbox`` also confines DuckDB to the store's files (docs/QUERYING.md).
+    A writer still ``RUNNING`` but silent for ``lost_after`` seconds counts as lost: a
+    run whose running writers are all lost is ``CRASHED`` (docs/FORMAT.md).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        read_only: bool = False,
+        sandbox: bool = False,
+        lost_after: float = format.LOST_AFTER,
+    ) -> None:
         import duckdb
 
+        number = isinstance(lost_after, (int, float)) and not isinstance(lost_after, bool)
+        if not (number and 0 < lost_after < 1e12):
+            raise InvalidValueError(
+                f"lost_after must be a number of seconds > 0, got {lost_after!r}"
+            )
         self.storage = storage
+        self.lost_after = float(lost_after)
+        self.read_only = read_only or sandbox
+        self.sandbox = sandbox
         format.read_format_version(storage)
-        self.connection = duckdb.connect()
+        # Extensions come with the installed DuckDB or not at all: never downloaded.
+        self.connection = duckdb.connect(config={"autoinstall_known_extensions": False})
         if storage.fs is not None:
             self.connection.register_filesystem(storage.fs)
+        if sandbox:
+            safety.confine(self.connection, storage.url)
+        # Bound once, so that the views stay one SQL definition whatever the option.
+        self.connection.execute(
+            "SET VARIABLE lost_after_us = $1::BIGINT", [round(self.lost_after * 1e6)]
+        )
         self._has_files: dict[str, bool] = {}
 
         def create_views() -> None:
             for table in format.TABLES:
+                sources = [f"{table}_run_files", f"{table}_parts"]
+                sources += [f"{table}_old_parts"] if table in _LOGGED else []
                 self.connection.execute(
                     f"CREATE OR REPLACE VIEW {table}_log AS "
-                    f"SELECT * FROM {table}_run_files UNION ALL BY NAME SELECT * FROM {table}_parts"
+                    + " UNION ALL BY NAME ".join(f"SELECT * FROM {name}" for name in sources)
                 )
             self.connection.execute(
                 "CREATE OR REPLACE VIEW metric_summaries_log AS SELECT * FROM metric_summaries"
@@ -136,68 +203,139 @@ class Store:
             self._on_live_files(create_views)
         except duckdb.Error as error:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
+        if self.read_only:
+            safety.lock(self.connection)
 
     def _live_files(self) -> dict[str, list[str]]:
-        """The live files of each source, listed now (see lakestore.compaction)."""
+        """The live files of each source, listed now (see lakestore.compaction); files
+        readers skip are left out (see lakestore.files)."""
         listing = {}
         for table in format.TABLES:
             live = compaction.live_files(self.storage, table)
             listing[f"{table}_run_files"] = [self.storage.path(path) for path in live.runs]
-            listing[f"{table}_parts"] = [self.storage.path(path) for path in live.parts]
+            if table in _LOGGED:
+                old = {p for p in live.parts if not compaction.has_writer_ids(self.storage, p)}
+                listing[f"{table}_old_parts"] = [self.storage.path(path) for path in sorted(old)]
+            else:
+                old = set()
+            listing[f"{table}_parts"] = [
+                self.storage.path(path) for path in live.parts if path not in old
+            ]
             if table == "metrics":
+                summarised: dict[str, str] = {}
+                for part in live.parts:
+                    summary = compaction.summary_path(self.storage, part)
+                    if summary is not None and files.whole(self.storage, [summary]):
+                        summarised[part] = summary
                 listing["metric_summaries"] = [
-                    self.storage.path(compaction.summary_path(self.storage, path))
-                    for path in live.parts
+                    self.storage.path(summary) for summary in summarised.values()
+                ]
+                # A part whose summary cannot be read is summarised from its rows.
+                listing["metrics_unsummarised_parts"] = [
+                    self.storage.path(part) for part in live.parts if part not in summarised
                 ]
         return listing
 
     def _point_views_at(self, listing: dict[str, list[str]]) -> None:
         """Point each source's view at its files in ``listing``."""
-        for source, files in listing.items():
-            if files:
-                self.connection.execute(f"SET VARIABLE {source} = $1", [files])
-            if self._has_files.get(source) != bool(files):
-                self._has_files[source] = bool(files)
+        for source, paths in listing.items():
+            if paths:
+                self.connection.execute(f"SET VARIABLE {source} = $1", [paths])
+            if self._has_files.get(source) != bool(paths):
+                self._has_files[source] = bool(paths)
                 self.connection.execute(
-                    f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(files))}"
+                    f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(paths))}"
                 )
 
-    def _on_live_files(self, bind: Callable[[], T]) -> T:
-        """``bind()`` over the files live now; again over a new listing if a file vanished.
+    def _on_live_files(self, run: Callable[[], T]) -> T:
+        """``run()`` over the files live now; again over a new listing if a file vanished
+        or turned out unreadable.
 
         A compaction deletes the files it replaced a grace period after replacing them; a
         listing made just before can name them. Binding a query reads file footers, so the
         files it names must exist then; a later listing names the merged file instead.
+        A file that DuckDB cannot read is checked (lakestore.files) and, if it is at
+        fault, skipped from then on.
         """
         import duckdb
 
-        for attempt in range(_BIND_ATTEMPTS):
+        vanished = 0
+        while True:
             listing = self._live_files()
             try:
                 self._point_views_at(listing)
-                return bind()
+                return run()
             except duckdb.Error as error:
+                if self._skip_unreadable(error, listing):
+                    continue
                 # Errors of Python filesystems (fsspec) arrive as a plain duckdb.Error.
                 missing_file = isinstance(error, duckdb.IOException) or type(error) is duckdb.Error
-                if (
-                    not missing_file
-                    or attempt == _BIND_ATTEMPTS - 1
-                    or self._live_files() == listing
-                ):
+                vanished += 1
+                if not missing_file or vanished == _BIND_ATTEMPTS or self._live_files() == listing:
                     raise
-        raise AssertionError("unreachable")
+
+    def _skip_unreadable(self, error: Exception, listing: dict[str, list[str]]) -> bool:
+        """Whether a file that DuckDB failed on is unreadable (and now skipped).
+
+        DuckDB names the file it cannot read, except when the first file of a list is
+        foreign: then the view takes that file's columns and the query fails to bind.
+        """
+        import duckdb
+
+        listed = {path for paths in listing.values() for path in paths}
+        suspects = [path for path in _QUOTED.findall(str(error)) if path in listed]
+        deep = True
+        if not suspects:
+            schema_errors = (
+                duckdb.BinderException,
+                duckdb.ConversionException,
+                duckdb.InvalidInputException,
+            )
+            if not isinstance(error, schema_errors):
+                return False
+            suspects, deep = [paths[0] for paths in listing.values() if paths], False
+        found = False
+        for path in dict.fromkeys(suspects):
+            relative = path[len(self.storage.url) + 1 :]
+            with contextlib.suppress(FileNotFoundError):
+                found |= not files.check(self.storage, relative, deep=deep)
+        return found
 
     def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run a SQL query over the store's views.
 
         The result is a DuckDB relation: ``.arrow()``, ``.pl()``, ``.df()``, ``.fetchall()``,
-        ``.write_csv(path)``, ``.write_parquet(path)``. It reads the files that were live
-        when this was called; docs/QUERYING.md says how long they are kept.
+        ``.write_csv(path)``, ``.write_parquet(path)``. Its rows are read when fetched,
+        from the files live when this (or a later call of this store) listed them;
+        docs/QUERYING.md says how long they are kept. A file DuckDB cannot read is found
+        while binding, or else fails the fetch: :meth:`arrow` runs the query again
+        without it. A store opened ``read_only`` (or as a sandbox) raises ReadOnlyError
+        for any statement but a read.
         """
+        if self.read_only:
+            safety.check_reads_only(self.connection, query)
+        return self._run(query, params, lambda relation: relation)
+
+    def arrow(self, query: str, params: Any = None) -> pa.Table | None:
+        """The whole result of ``query`` as a pyarrow Table (None for a statement without
+        one), computed now: a file found unreadable while reading is skipped, with an
+        UnreadableFileWarning, and the query run again without it."""
+        if self.read_only:
+            safety.check_reads_only(self.connection, query)
+        return self._run(
+            query, params, lambda relation: None if relation is None else relation.to_arrow_table()
+        )
+
+    def _run(self, query: str, params: Any, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
+        """``fetch(relation of query)`` over the files live now, unchecked: for SQL this
+        class writes or has checked."""
         import duckdb
 
         try:
-            return self._on_live_files(lambda: self.connection.sql(query, params=params))
+            return self._on_live_files(lambda: fetch(self.connection.sql(query, params=params)))
+        except duckdb.PermissionException as error:
+            where = f"; a sandbox reads only the store's files, under {self.storage.url}/"
+            raise QueryError(f"{error}{where if self.sandbox else ''}") from None
         except duckdb.Error as error:
             raise QueryError(f"{type(error).__name__}: {error}") from None
 
@@ -218,7 +356,13 @@ class Store:
         """
         from lakestore.export import write_file
 
-        return write_file(self.sql(query, params), os.fspath(path), progress)
+        if self.read_only:
+            safety.check_reads_only(self.connection, query)
+        # Run again from the start if a file turns out unreadable half-way: the file
+        # appears only once complete.
+        return self._run(
+            query, params, lambda relation: write_file(relation, os.fspath(path), progress)
+        )
 
     def search_runs(
         self,
@@ -260,7 +404,7 @@ class Store:
             f"WHERE {' AND '.join(where)}\nORDER BY {', '.join(order_terms)}"
             + ("\nLIMIT ?" if max_results is not None else "")
         )
-        run_ids = [row[0] for row in self.sql(selection, parameters).fetchall()]
+        run_ids = [row[0] for row in self._run(selection, parameters, _fetchall)]
         return self._wide_runs(run_ids)
 
     def _wide_runs(self, run_ids: list[str]) -> duckdb.DuckDBPyRelation:
@@ -289,12 +433,14 @@ class Store:
         ]
         columns = ", ".join(f"{prefix}_wide.* EXCLUDE (run_id)" for prefix, _, _ in pivots)
         try:
-            table = self.sql(
+            table = self._run(
                 f"SELECT runs.* EXCLUDE (tags), {columns}\n"
                 f"FROM {selected} JOIN runs USING (run_id)\n"
                 + "\n".join(joins)
-                + f"\nORDER BY {selected}.position"
-            ).to_arrow_table()
+                + f"\nORDER BY {selected}.position",
+                None,
+                _to_arrow,
+            )
         finally:
             self.connection.execute(f"DROP TABLE {selected}")
         return self.connection.from_arrow(table)
@@ -307,9 +453,9 @@ class Store:
         run_ids = list(dict.fromkeys(run_ids))  # each run once, in the order given
         missing = set(run_ids) - {
             row[0]
-            for row in self.sql(
-                "SELECT run_id FROM runs WHERE list_contains(?, run_id)", [run_ids]
-            ).fetchall()
+            for row in self._run(
+                "SELECT run_id FROM runs WHERE list_contains(?, run_id)", [run_ids], _fetchall
+            )
         }
         if missing:
             raise QueryError(f"no run {sorted(missing)[0]!r} in store {self.storage.url}")
@@ -329,11 +475,13 @@ class Store:
                 f"AS {_identifier(run_id)}"
                 for run_id in run_ids
             )
-            sides[name] = self.sql(
+            table = self._run(
                 f"SELECT key, {columns} FROM {view} WHERE list_contains($ids, run_id) "
                 f"AND key IN ({keys}) GROUP BY key ORDER BY key",
                 {"ids": run_ids},
+                _to_arrow,
             )
+            sides[name] = self.connection.from_arrow(table)
         return Comparison(params=sides["params"], metrics=sides["metrics"])
 
     def metric_history(
@@ -343,7 +491,8 @@ class Store:
         *,
         points: int | None = None,
     ) -> duckdb.DuckDBPyRelation:
-        """The history of metrics ``keys`` (default: all) of ``run_ids`` as a tidy table.
+        """The history of metrics ``keys`` (default: all) of ``run_ids`` as a tidy table,
+        computed at once.
 
         With ``points``, each series is cut into that many equal slices of its steps and the
         last row of each slice is kept: at most ``points`` rows a series, the latest
@@ -356,15 +505,15 @@ class Store:
             where += " AND list_contains($keys, key)"
             parameters["keys"] = [keys] if isinstance(keys, str) else list(keys)
         if points is None:
-            return self.sql(
-                f"SELECT * FROM metrics WHERE {where} ORDER BY run_id, key, step, timestamp",
-                parameters,
-            )
+            query = f"""
+                SELECT experiment, run_id, key, value, step, timestamp FROM metrics
+                WHERE {where} ORDER BY run_id, key, step, timestamp
+            """
+            return self.connection.from_arrow(self._run(query, parameters, _to_arrow))
         if points < 1:
             raise QueryError(f"points must be >= 1, got {points}")
         parameters["points"] = points
-        return self.sql(
-            f"""
+        query = f"""
             SELECT experiment, run_id, key, value, step, timestamp FROM (
                 SELECT *, ntile($points) OVER series AS slice,
                        row_number() OVER series AS position,
@@ -374,9 +523,8 @@ class Store:
             )
             QUALIFY position = max(position) OVER (PARTITION BY experiment, run_id, key, slice)
             ORDER BY run_id, key, step, timestamp
-            """,
-            parameters,
-        )
+        """
+        return self.connection.from_arrow(self._run(query, parameters, _to_arrow))
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -389,20 +537,34 @@ class Store:
         self.close()
 
 
+def _fetchall(relation: duckdb.DuckDBPyRelation) -> list[tuple[Any, ...]]:
+    return relation.fetchall()
+
+
+def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    return relation.to_arrow_table()
+
+
 def _source(source: str, has_files: bool) -> str:
-    """SQL reading the files of ``source`` (a variable holding a list), or no rows."""
-    table = source.rsplit("_", 2)[0] if source != "metric_summaries" else source
+    """SQL reading the files of ``source`` (a variable holding a list), or no rows.
+
+    Every source of a table has the same columns, ``writer_id`` included: run files of
+    params, metrics and tags take it from their file names, old parts have none.
+    """
+    table, kind = _SOURCES[source]
+    named_writers = table in _LOGGED and kind == "run files"
     if has_files:
-        partitions = "'experiment': VARCHAR"
-        if source.endswith("_run_files"):
-            partitions += ", 'run': VARCHAR"
-        return (
-            f"SELECT * FROM read_parquet(getvariable('{source}'), hive_partitioning = true, "
-            f"hive_types = {{{partitions}}})"
+        partitions = "'experiment': VARCHAR" + (", 'run': VARCHAR" if kind == "run files" else "")
+        scan = (
+            f"read_parquet(getvariable('{source}'), hive_partitioning = true, "
+            f"hive_types = {{{partitions}}}{', filename = true' if named_writers else ''})"
         )
-    schema = (
-        compaction.summary_schema() if table == "metric_summaries" else format.arrow_schema(table)
-    )
+        if named_writers:
+            return f"SELECT * EXCLUDE (filename), {_WRITER_FROM_NAME} AS writer_id FROM {scan}"
+        if kind == "old parts":
+            return f"SELECT *, NULL::VARCHAR AS writer_id FROM {scan}"
+        return f"SELECT * FROM {scan}"
+    schema = files.summary_schema() if kind == "summaries" else format.part_schema(table)
     columns = [
         f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"'
         for field in schema
@@ -439,9 +601,26 @@ def _order_columns(key: search.Key, index: int) -> list[str]:
 
 
 def connect(
-    uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
+    uri: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    read_only: bool = False,
+    sandbox: bool = False,
+    lost_after: float = format.LOST_AFTER,
 ) -> Store:
-    """Open the store at ``uri`` for querying (default: the store runs are written to)."""
+    """Open the store at ``uri`` for querying (default: the store runs are written to).
+
+    ``read_only`` refuses statements other than reads (``lakestore query`` opens stores
+    so); ``sandbox`` also keeps DuckDB from opening any file outside the store, loading
+    extensions or changing settings, for serving queries written by other people. A run
+    whose writers still running have all been silent for ``lost_after`` seconds (default
+    five heartbeats, 300) has status ``CRASHED``.
+    """
     from lakestore.tracking import open_existing_store
 
-    return Store(open_existing_store(uri, storage_options))
+    return Store(
+        open_existing_store(uri, storage_options),
+        read_only=read_only,
+        sandbox=sandbox,
+        lost_after=lost_after,
+    )

@@ -6,6 +6,7 @@ every test that asks for an S3 store gets a bucket of its own.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,16 @@ S3_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "lakestore-test-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _commands_of_this_interpreter() -> Iterator[None]:
+    """Run the ``lakestore`` command installed beside the Python running the tests, not
+    another installation that comes first on PATH."""
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + path
+    yield
+    os.environ["PATH"] = path
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,16 @@
 """Read a store the way docs/FORMAT.md tells direct readers to, with no lakestore code.
 
 Each function returns a table's rows as sorted tuples (NaN replaced by the string "NaN",
-so that rows compare equal), partition columns ``experiment`` and ``run`` first.
+so that rows compare equal), partition columns ``experiment`` and ``run`` first. The
+writer of each row comes from the ``writer_id`` column of parts and, for run files of
+params, metrics and tags, from the file's name, as FORMAT.md says.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 import duckdb
@@ -15,6 +18,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import s3fs
+
+WRITER_FROM_NAME = r"([0-9a-f]{32})-[0-9]+\.parquet$"
 
 
 def _normalise(table: pa.Table) -> list[tuple[Any, ...]]:
@@ -61,9 +66,14 @@ def read_duckdb(uri: str, table: str) -> list[tuple[Any, ...]]:
         connection.register_filesystem(_s3fs())
     selects = []
     if _has(uri, f"{table}/*/*/*.parquet"):
+        columns = "*"
+        if table != "runs":  # the writer of a row is in its file's name
+            writer = f"regexp_extract(filename, '{WRITER_FROM_NAME}', 1)"
+            columns = f"* EXCLUDE (filename), {writer} AS writer_id"
         selects.append(
-            f"SELECT * FROM read_parquet('{uri}/{table}/*/*/*.parquet', hive_partitioning = true, "
-            "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
+            f"SELECT {columns} FROM read_parquet('{uri}/{table}/*/*/*.parquet', "
+            "hive_partitioning = true, hive_types = {'experiment': VARCHAR, 'run': VARCHAR}, "
+            f"filename = {table != 'runs'})"
         )
     if _has(uri, f"compacted/{table}/*/*.parquet"):
         selects.append(
@@ -86,14 +96,17 @@ def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
         }
     frames = []
     if _has(uri, f"{table}/*/*/*.parquet"):
-        frames.append(
-            pl.scan_parquet(
-                f"{uri}/{table}/**/*.parquet",
-                hive_partitioning=True,
-                hive_schema={"experiment": pl.String, "run": pl.String},
-                storage_options=options,
-            )
+        run_files = pl.scan_parquet(
+            f"{uri}/{table}/**/*.parquet",
+            hive_partitioning=True,
+            hive_schema={"experiment": pl.String, "run": pl.String},
+            storage_options=options,
+            include_file_paths="path",
         )
+        if table != "runs":
+            writer = pl.col("path").str.extract(WRITER_FROM_NAME, 1).alias("writer_id")
+            run_files = run_files.with_columns(writer)
+        frames.append(run_files.drop("path"))
     if _has(uri, f"compacted/{table}/*/*.parquet"):
         frames.append(
             pl.scan_parquet(
@@ -129,7 +142,15 @@ def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
         dataset = ds.dataset(
             f"{root}/{table}", format="parquet", partitioning=partitioning, filesystem=filesystem
         )
-        tables.append(dataset.to_table())
+        for fragment in dataset.get_fragments():
+            rows = fragment.to_table(schema=dataset.schema)
+            if table != "runs":
+                writer = re.search(WRITER_FROM_NAME, fragment.path)
+                assert writer is not None
+                rows = rows.append_column(
+                    "writer_id", pa.array([writer.group(1)] * len(rows), pa.string())
+                )
+            tables.append(rows)
     if _has(uri, f"compacted/{table}/*/*.parquet"):
         partitioning = ds.partitioning(pa.schema([("experiment", pa.string())]), flavor="hive")
         dataset = ds.dataset(

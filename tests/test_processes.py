@@ -49,13 +49,18 @@ def test_concurrent_writers_lose_and_duplicate_nothing(store_uri: str) -> None:
         metrics = read(store_uri, "metrics")
         assert len(metrics) == rows * len(writers)
         by_writer: dict[str, list[int]] = {}
-        for experiment, run, key, _, step, _ in metrics:
+        writer_ids: dict[str, set[str]] = {}
+        for experiment, run, key, _, step, _, writer_id in metrics:
             assert experiment == "shared"
             by_writer.setdefault(key, []).append(step)
+            writer_ids.setdefault(key, set()).add(writer_id)
             assert run == run_ids[int(key.removeprefix("rank"))]
         assert {key: sorted(steps) for key, steps in by_writer.items()} == {
             f"rank{index}": list(range(rows)) for index in range(len(writers))
         }
+        # Each process is one writer, named in every row it logged.
+        assert all(len(ids) == 1 for ids in writer_ids.values())
+        assert len(set().union(*writer_ids.values())) == len(writers)
     with lakestore.connect(store_uri) as store:
         assert store.sql("SELECT count(*) FROM runs").fetchall() == [(5,)]
         assert store.sql("SELECT DISTINCT status FROM runs").fetchall() == [("FINISHED",)]
