@@ -2,7 +2,11 @@
 
 Modes:
   write URI EXPERIMENT RUN_ID|new KEY ROWS FLUSH_INTERVAL
-      log ROWS points of metric KEY (step i, value i) to a new run or to run RUN_ID; end it.
+      print the run id of a new run or of run RUN_ID, log ROWS points of metric KEY
+      (step i, value i) to it and end it.
+  halves URI EXPERIMENT RUN_ID|new KEY ROWS FLUSH_INTERVAL
+      as write, but log the first half, print "half", and wait for a line on stdin before
+      logging the second half.
   forever URI FLUSH_INTERVAL
       log points of metric "loss" (step i, value i) until killed; print the run id first,
       then the number of points logged after each explicit flush.
@@ -36,10 +40,28 @@ def write(uri: str, experiment: str, run_id: str, key: str, rows: str, interval:
         store=uri,
         flush_interval=float(interval),
     )
+    print(run.run_id, flush=True)
     for step in range(int(rows)):
         run.log_metric(key, float(step), step=step)
     run.end()
+
+
+def halves(uri: str, experiment: str, run_id: str, key: str, rows: str, interval: str) -> None:
+    run = lakestore.start_run(
+        None if run_id == "new" else run_id,
+        experiment=experiment,
+        store=uri,
+        flush_interval=float(interval),
+    )
     print(run.run_id, flush=True)
+    half = int(rows) // 2
+    for step in range(half):
+        run.log_metric(key, float(step), step=step)
+    print("half", flush=True)
+    sys.stdin.readline()
+    for step in range(half, int(rows)):
+        run.log_metric(key, float(step), step=step)
+    run.end()
 
 
 def forever(uri: str, interval: str) -> None:
@@ -130,6 +152,6 @@ def thread(uri: str) -> None:
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    modes = {"write": write, "forever": forever, "steady": steady, "exit": leave}
+    modes = {"write": write, "halves": halves, "forever": forever, "steady": steady, "exit": leave}
     modes |= {"fork": fork, "thread": thread}
     modes[mode](*args)

@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,8 +22,20 @@ CHILD = str(Path(__file__).with_name("child_writer.py"))
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, CHILD, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+def _line(process: subprocess.Popen[str]) -> str:
+    """The next line the process prints; fails with its error output if it exits first."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, process.stderr.read() if process.stderr else "no output"
+    return line.strip()
 
 
 def _finish(process: subprocess.Popen[str], timeout: float = 120) -> str:
@@ -32,38 +45,102 @@ def _finish(process: subprocess.Popen[str], timeout: float = 120) -> str:
 
 
 @pytest.mark.slow
-def test_concurrent_writers_lose_and_duplicate_nothing(store_uri: str) -> None:
-    rows = 5_000
-    with lakestore.start_run(store=store_uri, experiment="shared") as first:
-        pass
-    writers = [("same-run", first.run_id)] * 4 + [("own-run", "new")] * 4
-    processes = [
-        _spawn("write", store_uri, "shared", run_id, f"rank{index}", str(rows), "0.02")
-        for index, (_, run_id) in enumerate(writers)
+def test_sixteen_writers_with_readers_and_compaction_lose_and_duplicate_nothing(
+    store_uri: str,
+) -> None:
+    """Distributed-training style: 8 ranks of one run and 8 runs of their own, all started at
+    once in a new store and experiment, while queries and compactions run."""
+    rows = 2_000 if store_uri.startswith("s3://") else 20_000
+    interval = "0.2" if store_uri.startswith("s3://") else "0.02"
+    grace = 15.0 if store_uri.startswith("s3://") else 1.0  # outlasts a query (QUERYING.md)
+    rank0 = _spawn("halves", store_uri, "ddp", "new", "rank0", str(rows), interval)
+    own_runs = [
+        _spawn("halves", store_uri, "ddp", "new", f"rank{index}", str(rows), interval)
+        for index in range(8, 16)
     ]
-    run_ids = [_finish(process) for process in processes]
-    assert run_ids[:4] == [first.run_id] * 4
-    assert len(set(run_ids[4:])) == 4
+    assert rank0.stdout is not None
+    shared_run = rank0.stdout.readline().strip()  # as a launcher passes rank 0's run id on
+    ranks = [
+        _spawn("halves", store_uri, "ddp", shared_run, f"rank{index}", str(rows), interval)
+        for index in range(1, 8)
+    ]
+    processes = [rank0, *ranks, *own_runs]
+    run_ids = [shared_run] + [_line(process) for process in processes[1:]]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    checks = []
+
+    def compact_repeatedly() -> None:
+        while not stop.is_set():
+            try:
+                lakestore.compact(store_uri, grace=grace)
+            except BaseException as error:  # reported by the test below
+                errors.append(error)
+                return
+
+    def check() -> None:
+        with lakestore.connect(store_uri) as store:
+            rows, distinct = store.sql(
+                "SELECT count(*), count(DISTINCT (writer_id, key, step)) FROM metrics"
+            ).fetchall()[0]
+        assert rows == distinct, "a query saw a row twice"
+        checks.append(rows)
+
+    compactor = threading.Thread(target=compact_repeatedly)
+    compactor.start()
+    try:
+        for process in processes:  # every writer is half-way and waits
+            assert _line(process) == "half"
+        for _ in range(3):
+            check()
+        for process in processes:
+            process.stdin.write("go on\n")  # type: ignore[union-attr]
+            process.stdin.flush()  # type: ignore[union-attr]
+        while any(process.poll() is None for process in processes):
+            check()
+        for process in processes:
+            _finish(process)
+        check()
+    finally:
+        stop.set()
+        compactor.join()
+    assert not errors, errors
+    lakestore.compact(store_uri, grace=0)  # plain readers read replaced files until deleted
+    assert run_ids[:8] == [shared_run] * 8
+    assert len(set(run_ids[8:])) == 8
+    run_of_key = {f"rank{index}": run_id for index, run_id in enumerate(run_ids)}
 
     for read in READERS.values():
         metrics = read(store_uri, "metrics")
-        assert len(metrics) == rows * len(writers)
-        by_writer: dict[str, list[int]] = {}
+        assert len(metrics) == rows * 16
+        steps: dict[str, list[int]] = {}
         writer_ids: dict[str, set[str]] = {}
         for experiment, run, key, _, step, _, writer_id in metrics:
-            assert experiment == "shared"
-            by_writer.setdefault(key, []).append(step)
+            assert (experiment, run) == ("ddp", run_of_key[key])
+            steps.setdefault(key, []).append(step)
             writer_ids.setdefault(key, set()).add(writer_id)
-            assert run == run_ids[int(key.removeprefix("rank"))]
-        assert {key: sorted(steps) for key, steps in by_writer.items()} == {
-            f"rank{index}": list(range(rows)) for index in range(len(writers))
+        assert {key: sorted(logged) for key, logged in steps.items()} == {
+            key: list(range(rows)) for key in run_of_key
         }
         # Each process is one writer, named in every row it logged.
         assert all(len(ids) == 1 for ids in writer_ids.values())
-        assert len(set().union(*writer_ids.values())) == len(writers)
+        assert len(set().union(*writer_ids.values())) == 16
     with lakestore.connect(store_uri) as store:
-        assert store.sql("SELECT count(*) FROM runs").fetchall() == [(5,)]
-        assert store.sql("SELECT DISTINCT status FROM runs").fetchall() == [("FINISHED",)]
+        # Every row names its writer, and each writer (rank) logged exactly its own key.
+        assert store.sql(
+            "SELECT count(DISTINCT writer_id), count(DISTINCT (writer_id, key)), count(*) "
+            "FROM metrics WHERE writer_id IS NOT NULL"
+        ).fetchall() == [(16, 16, rows * 16)]
+        assert store.sql(
+            "SELECT count(*) FROM (SELECT DISTINCT m.writer_id, r.host FROM metrics AS m "
+            "JOIN runs_log AS r USING (writer_id))"
+        ).fetchall() == [(16,)]
+        assert store.sql("SELECT count(*), any_value(status) FROM runs").fetchall() == [
+            (9, "FINISHED")
+        ]
+        assert store.sql("SELECT experiment, runs FROM experiments").fetchall() == [("ddp", 9)]
+    assert checks[-1] == rows * 16
+    print(f"{len(checks)} concurrent queries checked")
 
 
 def _metric_files(uri: str) -> int:
