@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _BIND_ATTEMPTS = 10
+
+_WIDTH_LIMITS = ("Pivot column limit", "Too many columns")
+"""Words of DuckDB's errors for a result with more columns than it can hold."""
 _QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 T = TypeVar("T")
@@ -434,15 +437,23 @@ class Store:
         columns = ", ".join(f"{prefix}_wide.* EXCLUDE (run_id)" for prefix, _, _ in pivots)
         try:
             table = self._run(
-                f"SELECT runs.* EXCLUDE (tags), {columns}\n"
-                f"FROM {selected} JOIN runs USING (run_id)\n"
-                + "\n".join(joins)
-                + f"\nORDER BY {selected}.position",
+                f"SELECT {selected}.position AS _position, runs.* EXCLUDE (tags), {columns}\n"
+                f"FROM {selected} JOIN runs USING (run_id)\n" + "\n".join(joins),
                 None,
                 _to_arrow,
             )
+        except QueryError as error:
+            if not any(limit in str(error) for limit in _WIDTH_LIMITS):
+                raise
+            raise QueryError(
+                "search_runs gives each param, metric and tag key of the runs it finds a "
+                f"column, and these runs have too many keys for DuckDB ({error}); narrow the "
+                "search (filter, max_results) or query the metric_summary and params views"
+            ) from None
         finally:
             self.connection.execute(f"DROP TABLE {selected}")
+        # Sorted here: DuckDB sorts rows of thousands of columns slowly (quadratic in width).
+        table = table.sort_by("_position").drop_columns("_position")
         return self.connection.from_arrow(table)
 
     def compare(self, run_ids: list[str], *, only_differences: bool = False) -> Comparison:
