@@ -63,6 +63,11 @@ SMALL_DICTIONARY = 256
 """Metric keys a run may have logged before each file's dictionary is cut to the keys it
 holds (below this, the full dictionary costs less than finding the used keys)."""
 
+UPLOAD_PATIENCE = 10.0
+"""Seconds an upload may go unanswered before its file is spooled and the store taken for
+unreachable. The upload may still land later: the spooled copy then replaces it with the
+same bytes."""
+
 SPOOL_RETRY_DELAYS = (1.0, 30.0)
 """Seconds between attempts to upload spooled files: the first, doubling up to the last."""
 
@@ -188,6 +193,10 @@ class RunWriter:
             target=self._flush_in_background, name=f"lakestore-flush-{run_id[:8]}", daemon=True
         )
         self._thread.start()
+        if self._spool is not None and os.path.isdir(self._spool.folder):
+            threading.Thread(
+                target=self._upload_others_spooled, name="lakestore-spool", daemon=True
+            ).start()
 
     # -- logging (called on the training thread) ------------------------------------------
 
@@ -413,11 +422,14 @@ class RunWriter:
         """Upload ``item``, or spool it if the store refuses it or has files spooled before it
         (they go first: a run's events never land before the data logged before them)."""
         assert self._spool is not None
-        data = io.BytesIO()
-        _write_parquet(item.table, data)
+        buffer = io.BytesIO()
+        _write_parquet(item.table, buffer)
+        data = buffer.getvalue()
         if not self._spooled:
             try:
-                self.storage.put_file(item.path, partial(write_bytes, data=data.getvalue()))
+                _with_patience(
+                    partial(self.storage.put_file, item.path, partial(write_bytes, data=data))
+                )
                 return
             except Exception as error:  # any backend error: the file waits in the spool
                 with self._lock:
@@ -431,21 +443,30 @@ class RunWriter:
                             self._spool.folder,
                         )
                     self._spool_retry_at = time.monotonic() + self._spool_retry_delay
-        self._spool.put(item.path, data.getvalue())
+        self._spool.put(item.path, data)
         with self._lock:
             self._spooled.append(item.path)
 
     def _upload_spooled(self, *, now: bool = False) -> None:
         """Upload this writer's spooled files, oldest first, if their next attempt is due
-        (or ``now``); on a failure, the attempt after waits twice as long."""
+        (or ``now``); on a failure, the attempt after waits twice as long.
+
+        Unless ``now``, it stops after a flush interval, leaving the rest for the next
+        flush: meanwhile new files join the spool, so that catching up after an outage
+        never keeps this thread from taking the rows logging produces.
+        """
         if not self._spooled or (not now and time.monotonic() < self._spool_retry_at):
             return
         assert self._spool is not None
+        spool = self._spool
+        stop_at = time.monotonic() + self.options.flush_interval
         try:
-            while self._spooled:
-                self._spool.upload(self.storage, self._spooled[0])
+            while self._spooled and (now or time.monotonic() < stop_at):
+                _with_patience(partial(spool.upload, self.storage, self._spooled[0]))
                 with self._lock:
                     del self._spooled[0]
+            if self._spooled:
+                return  # out of time, not of luck: the next flush goes on
         except Exception as error:  # still unreachable: try again later
             logger.debug("lakestore spool upload failed: %s", error)
             self._spool_retry_delay = min(2 * self._spool_retry_delay, SPOOL_RETRY_DELAYS[-1])
@@ -459,8 +480,7 @@ class RunWriter:
     def _upload_others_spooled(self) -> None:
         """Upload files that earlier processes left in this store's spool (crashed, or ended
         during an outage): the store answers, since this run has just started on it."""
-        if self._spool is None:
-            return
+        assert self._spool is not None
         try:
             uploaded = self._spool.drain(self.storage)
         except Exception as error:  # still unreachable: `lakestore sync` or a later run will
@@ -483,7 +503,6 @@ class RunWriter:
                 self.append_rows("runs", [self.heartbeat_event()])
 
     def _flush_in_background(self) -> None:
-        self._upload_others_spooled()
         while not self._closed:
             until_beat = self._last_event + self.options.heartbeat_interval - time.monotonic()
             self._wake.wait(max(0.0, min(self.options.flush_interval, until_beat)))
@@ -573,6 +592,32 @@ class RunWriter:
             return bool(
                 self._unwritten or self._sealed or self._metrics.values or any(self._rows.values())
             )
+
+
+def _with_patience(upload: Callable[[], object]) -> None:
+    """Run ``upload``; raise TimeoutError if it has not returned after UPLOAD_PATIENCE.
+
+    A hanging store (a connection accepted, no answer) would otherwise hold the flush thread
+    and, through back-pressure, the training loop. The upload runs on a daemon thread that is
+    left behind if it hangs, so that it cannot hold up the interpreter's exit either.
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            upload()
+        except BaseException as error:  # handed to the waiting thread
+            outcome.append(error)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, name="lakestore-upload", daemon=True)
+    thread.start()
+    thread.join(UPLOAD_PATIENCE)
+    if not outcome:
+        raise TimeoutError(f"the store did not answer within {UPLOAD_PATIENCE:g} s")
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def _undo(

@@ -50,6 +50,15 @@ class Outage:
         self.proxy.wait()
         self.proxy = None
 
+    def freeze(self) -> None:
+        """A hanging store: connections are accepted (by the kernel) and never answered."""
+        assert self.proxy is not None
+        self.proxy.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proxy is not None
+        self.proxy.send_signal(signal.SIGCONT)
+
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -224,3 +233,20 @@ def test_sync_while_the_store_is_down_says_so_and_keeps_the_spool(outage: Outage
     with pytest.raises(lakestore.LakestoreError, match="run lakestore sync again"):
         lakestore.sync(outage.uri, storage_options=outage.options)
     assert outage.spooled() == pending
+
+
+@pytest.mark.slow
+def test_a_store_that_hangs_is_treated_as_down_and_nothing_is_lost(outage: Outage) -> None:
+    run = lakestore.start_run(store=outage.uri, flush_interval=0.1, storage_options=outage.options)
+    outage.freeze()
+    try:
+        for step in range(3000):
+            run.log_metric("loss", float(step), step=step)
+            if step % 1000 == 999:
+                run.flush()  # returns once the store has had UPLOAD_PATIENCE to answer
+        assert outage.spooled(), "files the hanging store did not take wait in the spool"
+    finally:
+        outage.thaw()
+    run.end()
+    assert outage.spooled() == []
+    assert _steps(outage) == (3000, 3000, 3000)
