@@ -33,7 +33,7 @@ import time
 import lakestore
 
 
-def write(uri: str, experiment: str, run_id: str, key: str, rows: str, interval: str) -> None:
+def _start(uri: str, experiment: str, run_id: str, interval: str) -> lakestore.Run:
     run = lakestore.start_run(
         None if run_id == "new" else run_id,
         experiment=experiment,
@@ -41,19 +41,18 @@ def write(uri: str, experiment: str, run_id: str, key: str, rows: str, interval:
         flush_interval=float(interval),
     )
     print(run.run_id, flush=True)
+    return run
+
+
+def write(uri: str, experiment: str, run_id: str, key: str, rows: str, interval: str) -> None:
+    run = _start(uri, experiment, run_id, interval)
     for step in range(int(rows)):
         run.log_metric(key, float(step), step=step)
     run.end()
 
 
 def halves(uri: str, experiment: str, run_id: str, key: str, rows: str, interval: str) -> None:
-    run = lakestore.start_run(
-        None if run_id == "new" else run_id,
-        experiment=experiment,
-        store=uri,
-        flush_interval=float(interval),
-    )
-    print(run.run_id, flush=True)
+    run = _start(uri, experiment, run_id, interval)
     half = int(rows) // 2
     for step in range(half):
         run.log_metric(key, float(step), step=step)
