@@ -428,7 +428,8 @@ class RunWriter:
         if not self._spooled:
             try:
                 _with_patience(
-                    partial(self.storage.put_file, item.path, partial(write_bytes, data=data))
+                    partial(self.storage.put_file, item.path, partial(write_bytes, data=data)),
+                    self._short_of_room,
                 )
                 return
             except Exception as error:  # any backend error: the file waits in the spool
@@ -462,7 +463,9 @@ class RunWriter:
         stop_at = time.monotonic() + self.options.flush_interval
         try:
             while self._spooled and (now or time.monotonic() < stop_at):
-                _with_patience(partial(spool.upload, self.storage, self._spooled[0]))
+                _with_patience(
+                    partial(spool.upload, self.storage, self._spooled[0]), self._short_of_room
+                )
                 with self._lock:
                     del self._spooled[0]
             if self._spooled:
@@ -476,6 +479,10 @@ class RunWriter:
             logger.warning(
                 "lakestore reached %s again: the spooled files are uploaded", self.storage.url
             )
+
+    def _short_of_room(self) -> bool:
+        """True once half the rows logging may buffer wait to be written: time to spool."""
+        return 2 * self._pending_rows > BACKPRESSURE_FACTOR * self.options.flush_rows
 
     def _upload_others_spooled(self) -> None:
         """Upload files that earlier processes left in this store's spool (crashed, or ended
@@ -594,12 +601,13 @@ class RunWriter:
             )
 
 
-def _with_patience(upload: Callable[[], object]) -> None:
-    """Run ``upload``; raise TimeoutError if it has not returned after UPLOAD_PATIENCE.
+def _with_patience(upload: Callable[[], object], impatient: Callable[[], bool]) -> None:
+    """Run ``upload``; raise TimeoutError if it has not returned after UPLOAD_PATIENCE, or
+    sooner once ``impatient()`` (logging is about to wait for room).
 
-    A hanging store (a connection accepted, no answer) would otherwise hold the flush thread
-    and, through back-pressure, the training loop. The upload runs on a daemon thread that is
-    left behind if it hangs, so that it cannot hold up the interpreter's exit either.
+    A slow or hanging store (a connection accepted, no answer) would otherwise hold the flush
+    thread and, through back-pressure, the training loop. The upload runs on a daemon thread
+    that is left behind if it hangs, so that it cannot hold up the interpreter's exit either.
     """
     outcome: list[BaseException | None] = []
 
@@ -613,9 +621,11 @@ def _with_patience(upload: Callable[[], object]) -> None:
 
     thread = threading.Thread(target=run, name="lakestore-upload", daemon=True)
     thread.start()
-    thread.join(UPLOAD_PATIENCE)
+    started = time.monotonic()
+    while thread.is_alive() and time.monotonic() - started < UPLOAD_PATIENCE and not impatient():
+        thread.join(0.05)
     if not outcome:
-        raise TimeoutError(f"the store did not answer within {UPLOAD_PATIENCE:g} s")
+        raise TimeoutError(f"the store did not answer in {time.monotonic() - started:.1f} s")
     if outcome[0] is not None:
         raise outcome[0]
 
