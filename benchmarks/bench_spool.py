@@ -100,6 +100,7 @@ from bench_write import (
     machine_info,
     machine_markdown,
     progress,
+    run_script_child,
     write_report,
 )
 
@@ -582,22 +583,11 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one scenario in a fresh interpreter with its own spool dir (removed after)."""
     folder = tempfile.mkdtemp(prefix="lakestore-bench-spool-")
     try:
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), CHILD, json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            env=_child_env(os.path.join(folder, "spool")),
-            cwd=folder,
-            timeout=CHILD_TIMEOUT,
-            check=False,
-        )
+        env = _child_env(os.path.join(folder, "spool"))
+        script = str(Path(__file__).resolve())
+        return run_script_child(script, spec, env, folder, spec["scenario"], CHILD_TIMEOUT)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if done.stderr.strip():
-        sys.stderr.write(done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"child {spec['scenario']} failed with exit code {done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # -- parent: running the scenarios and reporting ------------------------------------------

@@ -253,27 +253,41 @@ def _fresh_store() -> str:
     return tempfile.mkdtemp(prefix="lakestore-bench-")
 
 
+def run_script_child(
+    script: str,
+    spec: dict[str, Any],
+    env: dict[str, str],
+    cwd: str,
+    what: str,
+    timeout: float = CHILD_TIMEOUT,
+) -> dict[str, Any]:
+    """Run ``script``'s child mode with ``spec`` in a fresh interpreter; the JSON object it
+    prints last. Its stderr is passed on; a failure raises, naming ``what``."""
+    done = subprocess.run(
+        [sys.executable, script, CHILD, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    if done.stderr.strip():
+        sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"child {what} failed with exit code {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_child(name: str, n: int) -> dict[str, Any]:
     """Run one child function in a fresh interpreter with its own temporary store."""
     store = _fresh_store()
     try:
-        spec = json.dumps({"name": name, "store": store, "n": n})
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), CHILD, spec],
-            capture_output=True,
-            text=True,
-            env=_child_env(),
-            cwd=store,
-            timeout=CHILD_TIMEOUT,
-            check=False,
-        )
+        spec = {"name": name, "store": store, "n": n}
+        script = str(Path(__file__).resolve())
+        return run_script_child(script, spec, _child_env(), store, f"{name} (n={n})")
     finally:
         shutil.rmtree(store, ignore_errors=True)
-    if done.stderr.strip():
-        sys.stderr.write(done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"child {name} (n={n}) failed with exit code {done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def time_process(code: str) -> float:
