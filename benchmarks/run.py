@@ -1,0 +1,294 @@
+"""lakestore and its peers (MLflow, MLtraq, trackio) side by side, on this machine, in one run.
+
+Run it from the repository root, with the peers installed (``pip install -e ".[bench]"``)::
+
+    python benchmarks/run.py              # 5 repeats of every scenario and tool
+    python benchmarks/run.py --quick      # 2 repeats
+    python benchmarks/run.py --scenario calls --tools lakestore --tools mlflow --repeats 3
+
+It prints machine information and a Markdown table to stdout (progress goes to stderr) and
+writes the same figures, with every raw sample, as JSON (default
+``benchmarks/results/run.json``). A tool that is not installed is reported as skipped.
+
+Scenarios (issue 5 numbers them 1 to 6; 4 and 6 are not here yet):
+
+``one_run``  1. import the tool, start a run, log one param and one metric, end the run
+``calls``    2. one run, 10,000 metric values logged one call at a time
+``runs``     3. 100 runs with one param and one metric each
+``array``    5. one run, 1,000,000 float64 values from a NumPy array logged at once with
+             each tool's best API
+
+Every repeat of every scenario and tool is a fresh Python process (this script in its child
+mode) in a fresh temporary folder (its working directory; ``tempfile``, so ``$TMPDIR``
+chooses the disk), removed afterwards. Two times are measured: the whole process, from
+spawn to exit, by this parent; and the logging part, by the child (``time.perf_counter``
+around the logging calls alone, from the start of a run until everything is written:
+``run.end()``, ``mlflow.end_run``, ``experiment.persist()``, ``trackio.finish()``). For
+``one_run`` the child also times the import. Then a second fresh process reads the stored
+data back with the tool's own API (``benchmarks/peers/``) and counts metric values and
+params: any count but the expected one fails the benchmark, loudly.
+
+The "floor" is a process that imports only pyarrow and writes the same rows with
+``pyarrow.parquet.write_table``: the physical limit of this design on this machine.
+The table gives medians over the repeats and ratios = tool time / lakestore time (above 1:
+the tool is slower than lakestore). Repeats are interleaved: repeat 1 of every tool, then
+repeat 2, and so on. Children run with ``LAKESTORE_*`` variables removed, ``HF_HUB_OFFLINE=1``
+and ``TRACKIO_DIR`` / ``HF_HOME`` in the temporary folder: nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+CHILD = "_child"  # the same word as bench_write.CHILD: run_script_child passes it
+
+TOOLS = ("lakestore", "floor", "mlflow", "mltraq", "trackio")
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "one_run": {
+        "number": 1,
+        "n": 1,
+        "title": "1. import + one run + one param + one metric + end",
+        "expected": lambda n: {"metrics": 1, "params": 1},
+    },
+    "calls": {
+        "number": 2,
+        "n": 10_000,
+        "title": "2. one run, 10,000 log_metric calls",
+        "expected": lambda n: {"metrics": n, "params": 0},
+    },
+    "runs": {
+        "number": 3,
+        "n": 100,
+        "title": "3. 100 runs, one param and one metric each",
+        "expected": lambda n: {"metrics": n, "params": n},
+    },
+    "array": {
+        "number": 5,
+        "n": 1_000_000,
+        "title": "5. one run, 1,000,000 float64 values at once",
+        "expected": lambda n: {"metrics": n, "params": 0},
+    },
+}
+
+
+def _module(tool: str) -> Any:
+    return importlib.import_module(f"peers.{tool}_peer")
+
+
+# -- child: one scenario of one tool, or the count that follows it ---------------------------
+
+
+def child_main(spec: str) -> None:
+    request = json.loads(spec)
+    module = _module(request["tool"])
+    if request["mode"] == "log":
+        result = module.log(request["scenario"], request["folder"], request["n"])
+    else:
+        result = module.count(request["scenario"], request["folder"])
+    print(json.dumps(result), flush=True)
+
+
+# -- parent ------------------------------------------------------------------------------------
+
+
+def installed(tool: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(_module(tool).PACKAGE) is not None
+
+
+def _child_env(folder: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LAKESTORE_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["HF_HOME"] = os.path.join(folder, "hf")
+    env["TRACKIO_DIR"] = os.path.join(folder, "trackio")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.abspath(__file__)), env.get("PYTHONPATH", "")]
+    ).rstrip(os.pathsep)
+    return env
+
+
+def run_once(tool: str, scenario: str, n: int) -> dict[str, Any]:
+    """One repeat: the logging process, timed from spawn to exit, then the counting process."""
+    import shutil
+    import tempfile
+    import time
+
+    from bench_write import run_script_child
+
+    folder = tempfile.mkdtemp(prefix=f"lakestore-peers-{tool}-")
+    script = os.path.abspath(__file__)
+    env = _child_env(folder)
+    what = f"{tool} {scenario} (n={n})"
+    try:
+        spec = {"mode": "log", "tool": tool, "scenario": scenario, "folder": folder, "n": n}
+        start = time.perf_counter()
+        sample = run_script_child(script, spec, env, folder, what)
+        sample["process_s"] = time.perf_counter() - start
+        spec["mode"] = "count"
+        sample["counted"] = run_script_child(script, spec, env, folder, f"count of {what}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    expected = SCENARIOS[scenario]["expected"](n)
+    if sample["counted"] != expected:
+        raise RuntimeError(f"{what}: stored {sample['counted']}, expected {expected}")
+    return sample
+
+
+def bench_scenario(
+    results: Any, scenario: str, tools: list[str], repeats: int, n: int
+) -> dict[str, list[dict[str, Any]]]:
+    from bench_write import fmt_seconds, load_average, median, progress
+
+    spec = SCENARIOS[scenario]
+    present = [tool for tool in tools if installed(tool)]
+    samples: dict[str, list[dict[str, Any]]] = {tool: [] for tool in present}
+    for repeat in range(repeats):
+        shift = repeat % max(len(present), 1)  # rotate the order: no tool always runs first
+        for tool in present[shift:] + present[:shift]:
+            progress(f"{scenario}: repeat {repeat + 1}/{repeats}, {tool} (load {load_average()})")
+            samples[tool].append(run_once(tool, scenario, n))
+
+    lake = samples.get("lakestore")
+    lake_process = median(lake, "process_s") if lake else None
+    lake_log = median(lake, "log_s") if lake else None
+    for tool in tools:
+        if tool not in present:
+            results.add(spec["title"], tool, -1, "s", "skipped (not installed)")
+            continue
+        process, logged = median(samples[tool], "process_s"), median(samples[tool], "log_s")
+        text = f"{fmt_seconds(process)} (logging {fmt_seconds(logged)})"
+        if scenario == "one_run":
+            text += f", import {fmt_seconds(median(samples[tool], 'import_s'))}"
+        ratio = process / lake_process if lake_process else None
+        log_ratio = logged / lake_log if lake_log else None
+        results.add(spec["title"], tool, process, "s", text, ratio=ratio)
+        results.rows[-1]["log_s"] = logged
+        results.rows[-1]["log_ratio"] = log_ratio
+    return samples
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| scenario | tool | whole process | vs lakestore | logging part | vs lakestore |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    from bench_write import fmt_seconds
+
+    for row in rows:
+        if row["value"] < 0:
+            lines.append(f"| {row['scenario']} | {row['measure']} | {row['text']} | | | |")
+            continue
+        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        log_ratio = "" if row["log_ratio"] is None else f"{row['log_ratio']:.2f}x"
+        lines.append(
+            f"| {row['scenario']} | {row['measure']} | {fmt_seconds(row['value'])} | {ratio} "
+            f"| {fmt_seconds(row['log_s'])} | {log_ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> Any:
+    import argparse
+    from pathlib import Path
+
+    default_json = Path(__file__).resolve().parent / "results" / "run.json"
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=default_json,
+        help="where to write the JSON results (default benchmarks/results/run.json)",
+    )
+    parser.add_argument("--repeats", type=int, help="repeats per scenario (default 5, quick 2)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS),
+        help="run only this scenario (may be given several times)",
+    )
+    parser.add_argument(
+        "--tools",
+        action="append",
+        choices=TOOLS,
+        help="run only this tool (may be given several times; lakestore is the reference)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    import datetime as dt
+    from importlib import metadata
+
+    from bench_write import (
+        Results,
+        load_average,
+        machine_info,
+        machine_markdown,
+        progress,
+        write_report,
+    )
+
+    args = parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 5)
+    scenarios = args.scenario or list(SCENARIOS)
+    tools = [tool for tool in TOOLS if tool in (args.tools or TOOLS)]
+    info = machine_info()
+    for package in ("mlflow", "mltraq", "trackio"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = "not installed"
+    started = dt.datetime.now(dt.UTC)
+
+    results = Results()
+    samples: dict[str, Any] = {}
+    try:
+        for scenario in scenarios:
+            n = SCENARIOS[scenario]["n"]
+            samples[scenario] = bench_scenario(results, scenario, tools, repeats, n)
+    except (RuntimeError, OSError) as error:
+        results.failures.append(str(error))
+        progress(f"FAILED: {error}")
+
+    info["load_average_at_end"] = load_average()
+    print(f"# lakestore and its peers ({'quick' if args.quick else 'full'})\n")
+    print(machine_markdown(info))
+    print(f"- peers: mlflow {info['mlflow']}, mltraq {info['mltraq']}, trackio {info['trackio']}")
+    print(
+        f"- medians of {repeats} repeats, each in fresh processes; whole process = spawn to "
+        "exit; ratio = tool time / lakestore time (> 1: slower than lakestore)\n"
+    )
+    print(markdown(results.rows))
+    for failure in results.failures:
+        print(f"\nFAILED: {failure}")
+
+    write_report(
+        args.json,
+        "run",
+        started,
+        info,
+        settings={
+            "quick": args.quick,
+            "repeats": repeats,
+            "scenarios": {name: SCENARIOS[name]["n"] for name in scenarios},
+            "tools": tools,
+            "statistic": "median",
+        },
+        rows=results.rows,
+        samples=samples,
+        failures=results.failures,
+    )
+    return 1 if results.failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == CHILD:
+        child_main(sys.argv[2])
+    else:
+        sys.exit(main(sys.argv[1:]))
