@@ -68,6 +68,10 @@ UPLOAD_PATIENCE = 10.0
 unreachable. The upload may still land later: the spooled copy then replaces it with the
 same bytes."""
 
+UPLOAD_PATIENCE_UNDER_PRESSURE = 1.0
+"""Seconds an upload may take while half the rows logging may buffer wait: longer than a
+healthy store takes for one file, shorter than a fast loop takes to fill the buffers."""
+
 SPOOL_RETRY_DELAYS = (1.0, 30.0)
 """Seconds between attempts to upload spooled files: the first, doubling up to the last."""
 
@@ -193,10 +197,12 @@ class RunWriter:
             target=self._flush_in_background, name=f"lakestore-flush-{run_id[:8]}", daemon=True
         )
         self._thread.start()
+        self._adopting: threading.Thread | None = None
         if self._spool is not None and os.path.isdir(self._spool.folder):
-            threading.Thread(
+            self._adopting = threading.Thread(
                 target=self._upload_others_spooled, name="lakestore-spool", daemon=True
-            ).start()
+            )
+            self._adopting.start()
 
     # -- logging (called on the training thread) ------------------------------------------
 
@@ -539,6 +545,8 @@ class RunWriter:
                 break
         else:
             self.flush()
+        if self._adopting is not None:  # what earlier processes left: give it a while more
+            self._adopting.join(UPLOAD_PATIENCE)
         for delay in (0.0, *CLOSE_RETRY_DELAYS):
             if not self._spooled:
                 return
@@ -603,7 +611,8 @@ class RunWriter:
 
 def _with_patience(upload: Callable[[], object], impatient: Callable[[], bool]) -> None:
     """Run ``upload``; raise TimeoutError if it has not returned after UPLOAD_PATIENCE, or
-    sooner once ``impatient()`` (logging is about to wait for room).
+    after UPLOAD_PATIENCE_UNDER_PRESSURE once ``impatient()`` (logging is about to wait for
+    room).
 
     A slow or hanging store (a connection accepted, no answer) would otherwise hold the flush
     thread and, through back-pressure, the training loop. The upload runs on a daemon thread
@@ -622,7 +631,10 @@ def _with_patience(upload: Callable[[], object], impatient: Callable[[], bool]) 
     thread = threading.Thread(target=run, name="lakestore-upload", daemon=True)
     thread.start()
     started = time.monotonic()
-    while thread.is_alive() and time.monotonic() - started < UPLOAD_PATIENCE and not impatient():
+    while thread.is_alive():
+        waited = time.monotonic() - started
+        if waited > UPLOAD_PATIENCE or (waited > UPLOAD_PATIENCE_UNDER_PRESSURE and impatient()):
+            break
         thread.join(0.05)
     if not outcome:
         raise TimeoutError(f"the store did not answer in {time.monotonic() - started:.1f} s")
