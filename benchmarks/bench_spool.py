@@ -101,6 +101,7 @@ from bench_write import (
     machine_markdown,
     progress,
     run_script_child,
+    scenario_parser,
     write_report,
 )
 
@@ -789,10 +790,8 @@ class Bench:
         )
         self.add_rows(scenario, samples)
 
-    def rows_down_spool_on(self, scenario: str, samples: list[dict[str, Any]]) -> None:
-        self.add_loop(scenario, samples)
-        self.add_failed_attempts(scenario, samples)
-        self.add_spooled(scenario, samples)
+    def add_back_to_end(self, scenario: str, samples: list[dict[str, Any]]) -> None:
+        """The time from the store's return until run.end() returned with all uploaded."""
         back = median(samples, "back_to_end_s")
         self.add(
             scenario,
@@ -802,6 +801,12 @@ class Bench:
             fmt_seconds(back),
             ratio=self.ratio(back, "end_s"),
         )
+
+    def rows_down_spool_on(self, scenario: str, samples: list[dict[str, Any]]) -> None:
+        self.add_loop(scenario, samples)
+        self.add_failed_attempts(scenario, samples)
+        self.add_spooled(scenario, samples)
+        self.add_back_to_end(scenario, samples)
         self.add_rows(scenario, samples)
 
     rows_down_spool_on_default_retries = rows_down_spool_on
@@ -832,15 +837,7 @@ class Bench:
         self.add_failed_attempts(scenario, samples)
         resumed = median(samples, "back_to_loop_done_s")
         add(scenario, "store back → loop finished", resumed, "s", fmt_seconds(resumed))
-        back = median(samples, "back_to_end_s")
-        add(
-            scenario,
-            "store back → run.end() returned, all uploaded",
-            back,
-            "s",
-            fmt_seconds(back),
-            ratio=self.ratio(back, "end_s"),
-        )
+        self.add_back_to_end(scenario, samples)
         self.add_rows(scenario, samples)
 
     rows_hung_spool_on = rows_down_spool_off
@@ -909,28 +906,13 @@ class Bench:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="2 repeats, 1M calls, a 5 s outage mid-run"
-    )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=DEFAULT_JSON,
-        help=f"where to write the JSON results (default {DEFAULT_JSON.relative_to(HERE.parent)})",
-    )
-    parser.add_argument("--repeats", type=int, help="repeats per scenario (default 5, quick 2)")
+    quick = "2 repeats, 1M calls, a 5 s outage mid-run"
+    parser = scenario_parser(__doc__, DEFAULT_JSON, quick, SCENARIOS)
     parser.add_argument("--calls", type=int, help="log_metric calls per loop (default 3M)")
     parser.add_argument(
         "--flush-rows",
         type=int,
         help=f"flush_rows of the writers (default {FLUSH_ROWS:,}, quick {FLUSH_ROWS_QUICK:,})",
-    )
-    parser.add_argument(
-        "--scenario",
-        action="append",
-        choices=list(SCENARIOS),
-        help="run only this scenario (may be given several times)",
     )
     return parser.parse_args(argv)
 

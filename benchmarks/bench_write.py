@@ -63,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -680,25 +681,31 @@ def write_report(
 SCENARIOS = ("log_metric_1m", "series_100m", "process_one_run")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="2 repeats, 10M-point series, 3 process repeats"
-    )
+def scenario_parser(
+    doc: str | None, default_json: Path, quick_help: str, scenarios: Iterable[str]
+) -> argparse.ArgumentParser:
+    """The options every scenario benchmark takes: --quick, --json, --repeats, --scenario."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument(
         "--json",
         type=Path,
-        default=DEFAULT_JSON,
-        help=f"where to write the JSON results (default {DEFAULT_JSON.relative_to(HERE.parent)})",
+        default=default_json,
+        help=f"where to write the JSON results (default {default_json.relative_to(HERE.parent)})",
     )
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 5, quick 2)")
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=SCENARIOS,
+        choices=list(scenarios),
         help="run only this scenario (may be given several times)",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    quick = "2 repeats, 10M-point series, 3 process repeats"
+    return scenario_parser(__doc__, DEFAULT_JSON, quick, SCENARIOS).parse_args(argv)
 
 
 def main(argv: list[str]) -> int:

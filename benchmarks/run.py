@@ -208,25 +208,12 @@ def markdown(rows: list[dict[str, Any]], repeats: int) -> str:
 
 
 def parse_args(argv: list[str]) -> Any:
-    import argparse
     from pathlib import Path
 
+    from bench_write import scenario_parser
+
     default_json = Path(__file__).resolve().parent / "results" / "run.json"
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=default_json,
-        help="where to write the JSON results (default benchmarks/results/run.json)",
-    )
-    parser.add_argument("--repeats", type=int, help="repeats per scenario (default 5, quick 2)")
-    parser.add_argument(
-        "--scenario",
-        action="append",
-        choices=list(SCENARIOS),
-        help="run only this scenario (may be given several times)",
-    )
+    parser = scenario_parser(__doc__, default_json, "2 repeats instead of 5", SCENARIOS)
     parser.add_argument(
         "--tools",
         action="append",
