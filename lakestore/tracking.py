@@ -141,7 +141,7 @@ def _timestamp_ns(timestamp: int | float | dt.datetime | None) -> int:
     elif isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
         if not math.isfinite(timestamp):
             raise InvalidValueError(f"timestamp {timestamp!r} is not a finite number")
-        nanoseconds = int(timestamp * 1_000_000)
+        nanoseconds = int(timestamp * 1000) * 1000  # stored in whole microseconds
     else:
         raise InvalidValueError(
             f"timestamp {timestamp!r} is not milliseconds since the epoch or a datetime"

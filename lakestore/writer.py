@@ -63,6 +63,13 @@ SMALL_DICTIONARY = 256
 """Metric keys a run may have logged before each file's dictionary is cut to the keys it
 holds (below this, the full dictionary costs less than finding the used keys)."""
 
+DIVIDE_IN_PYTHON = 65_536
+"""Metric rows whose times a flush converts in Python rather than with pyarrow.compute."""
+
+COMPRESS_FROM_BYTES = 64 * 1024
+"""Files whose data (in memory) is smaller than this are written uncompressed; compaction
+compresses them when it merges them."""
+
 UPLOAD_PATIENCE = 10.0
 """Seconds an upload may go unanswered before its file is spooled and the store taken for
 unreachable. The upload may still land later: the spooled copy then replaces it with the
@@ -385,9 +392,7 @@ class RunWriter:
         errors: list[str | None] = []
         if len(data) > 1:
             try:
-                workers = min(len(data), os.cpu_count() or 1)
-                with ThreadPoolExecutor(workers, thread_name_prefix="lakestore-write") as pool:
-                    errors = list(pool.map(self._write_file, data))
+                errors = list(_write_pool().map(self._write_file, data))
             except RuntimeError:  # at interpreter exit no thread can start: one at a time
                 errors = []
         if not errors:
@@ -679,6 +684,29 @@ def _bad_step(key: str, step: object) -> InvalidValueError:
     return InvalidValueError(f"metric {key!r}: step {step!r} is not an integer in the int64 range")
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _write_pool() -> ThreadPoolExecutor:
+    """The threads that write a flush's data files in parallel, shared by every writer of
+    this process (starting threads for each flush costs more than a small run's files)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="lakestore-write")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: the child starts its own."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _typed(arrow_type: pa.DataType, buffer: array.array[Any]) -> pa.Array:
     import pyarrow as pa
 
@@ -687,23 +715,36 @@ def _typed(arrow_type: pa.DataType, buffer: array.array[Any]) -> pa.Array:
 
 def _buffer_to_table(buffer: _MetricBuffer, key_names: list[str]) -> pa.Table:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     codes = _typed(pa.int32(), buffer.keys)
     dictionary = _column(key_names, pa.string())
     if len(key_names) > SMALL_DICTIONARY:
+        import pyarrow.compute as pc
+
         # Parquet stores the whole dictionary in each file: keep only the keys this file uses.
         used = pc.unique(codes)
         if len(used) < len(key_names):
             codes = pc.index_in(codes, value_set=used)
             dictionary = dictionary.take(used)
     keys = pa.DictionaryArray.from_arrays(codes, dictionary)
+    values = _typed(pa.float64(), buffer.values)
+    return metric_table(keys, values, _typed(pa.int64(), buffer.steps), _micros(buffer.times))
+
+
+def _micros(times_ns: array.array[int]) -> pa.Array:
+    """Nanoseconds since the epoch as the stored microsecond timestamps."""
+    import pyarrow as pa
+
+    arrow_type = format.arrow_schema("metrics").field("timestamp").type
+    if len(times_ns) <= DIVIDE_IN_PYTHON:
+        # Importing pyarrow.compute takes about 60 ms: more than dividing this many in Python.
+        micros = array.array("q", [time_ns // 1000 for time_ns in times_ns])
+        return _typed(arrow_type, micros)
+    import pyarrow.compute as pc
+
     # A scalar taken from an array, not made from a Python int: that would import pandas.
     thousand = _typed(pa.int64(), array.array("q", [1000]))[0]
-    micros = pc.divide(_typed(pa.int64(), buffer.times), thousand)
-    times = micros.cast(format.arrow_schema("metrics").field("timestamp").type)
-    values = _typed(pa.float64(), buffer.values)
-    return metric_table(keys, values, _typed(pa.int64(), buffer.steps), times)
+    return pc.divide(_typed(pa.int64(), times_ns), thousand).cast(arrow_type)
 
 
 def metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.Array) -> pa.Table:
@@ -772,4 +813,6 @@ def _validity(values: Sequence[Any]) -> pa.Buffer | None:
 def _write_parquet(table: pa.Table, destination: str | BinaryIO) -> None:
     import pyarrow.parquet as pq
 
-    pq.write_table(table, destination, compression="zstd", store_schema=False)
+    # zstd costs about 30 us per column of a file, more than a small file's bytes are worth.
+    compression = "zstd" if table.nbytes >= COMPRESS_FROM_BYTES else "none"
+    pq.write_table(table, destination, compression=compression, store_schema=False)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 import lakestore
-from lakestore import format
+from lakestore import format, writer
 from lakestore.errors import (
     FormatVersionError,
     InvalidNameError,
@@ -316,6 +316,25 @@ def test_explicit_timestamps_are_milliseconds_or_datetimes(tmp_path: Path) -> No
     times = {row[2]: row[5] for row in read_duckdb(uri, "metrics")}
     assert times["a"] == when
     assert times["b"] == dt.datetime.fromtimestamp(1_700_000_000.123, dt.UTC)
+
+
+@pytest.mark.parametrize("rows", [4, writer.DIVIDE_IN_PYTHON + 1], ids=["small", "large"])
+def test_timestamps_are_whole_microseconds_in_flushes_of_any_size(
+    tmp_path: Path, rows: int
+) -> None:
+    # A small flush converts times in Python, a large one with pyarrow.compute: same result.
+    uri = str(tmp_path)
+    milliseconds = [1_700_000_000_123.4567, -1.5, 0.0015, -0.0015]
+    with lakestore.start_run(store=uri) as run:
+        for step in range(rows):
+            run.log_metric("t", 1.0, step=step, timestamp=milliseconds[step % 4])
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    got = {
+        row[4]: (row[5] - epoch) // dt.timedelta(microseconds=1)
+        for row in read_duckdb(uri, "metrics")
+        if row[4] < 4
+    }
+    assert got == {0: 1_700_000_000_123_456, 1: -1500, 2: 1, 3: -1}
 
 
 def test_data_is_visible_within_the_flush_interval(tmp_path: Path) -> None:
