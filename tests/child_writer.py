@@ -11,8 +11,9 @@ Modes:
       log points of metric "loss" (step i, value i) until killed; print the run id first,
       then the number of points logged after each explicit flush.
   fork URI
-      log 100 points, fork a child that exits and one that tries to log to the run (it
-      prints what it was told), log 100 more points and end the run.
+      log a param and 100 points and flush, fork a child that exits, one that tries to log
+      to the run (it prints what it was told) and one that logs a run of its own (it
+      prints "own run RUN_ID"), log 100 more points and end the run.
   thread URI
       start a run and a (non-daemon) thread that logs 20 points, and return from the main
       thread at once without ending the run.
@@ -113,17 +114,21 @@ def fork(uri: str) -> None:
 
     run = lakestore.start_run(store=uri, flush_interval=0.05)
     print(run.run_id, flush=True)
+    run.log_param("lr", 0.1)
     for step in range(100):
         run.log_metric("loss", float(step), step=step)
+    run.flush()  # two data files: written by the process's pool of write threads
     context = multiprocessing.get_context("fork")
     idle = context.Process(target=time.sleep, args=(0.01,))
     trying = context.Process(target=_log_in_child, args=(run,))
-    for child in (idle, trying):
+    own = context.Process(target=_own_run_in_child, args=(uri,))
+    children = (idle, trying, own)
+    for child in children:
         child.start()
     for step in range(100, 200):
         run.log_metric("loss", float(step), step=step)
         time.sleep(0.001)
-    for child in (idle, trying):
+    for child in children:
         child.join()
     run.end()
 
@@ -133,6 +138,13 @@ def _log_in_child(run: lakestore.Run) -> None:
         run.log_metric("loss", -1.0, step=-1)
     except lakestore.LakestoreError as error:
         print(f"child: {error}", flush=True)
+
+
+def _own_run_in_child(uri: str) -> None:
+    with lakestore.start_run(store=uri) as run:
+        run.log_param("lr", 0.2)
+        run.log_metric("loss", -2.0)
+    print(f"own run {run.run_id}", flush=True)
 
 
 def thread(uri: str) -> None:

@@ -223,16 +223,27 @@ def test_forked_children_leave_the_parents_run_alone(tmp_path: Path) -> None:
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     run_id, *told = out.splitlines()
-    assert told == [
+    own = [line.split()[-1] for line in told if line.startswith("own run ")]
+    assert sorted(told) == sorted([
         f"child: run {run_id} belongs to process {process.pid}; a forked process logs to it "
         f"through its own lakestore.start_run(run_id={run_id!r}, store=...), as another "
-        "writer of the same run"
-    ]
+        "writer of the same run",
+        *(f"own run {child_run}" for child_run in own),
+    ])  # fmt: skip
+    assert len(own) == 1  # a child's own run ends: it does not wait on the parent's threads
     with lakestore.connect(uri) as store:
-        steps = [row[0] for row in store.sql("SELECT step FROM metrics ORDER BY step").fetchall()]
-        events = store.sql("SELECT status FROM runs_log ORDER BY event_time").fetchall()
-    assert steps == list(range(200))
+        steps = store.sql(
+            "SELECT step FROM metrics WHERE run_id = ? ORDER BY step", params=[run_id]
+        )
+        events = store.sql(
+            "SELECT status FROM runs_log WHERE run = ? ORDER BY event_time", params=[run_id]
+        ).fetchall()
+        child = store.sql("SELECT key, value FROM metrics WHERE run_id = ?", params=[own[0]])
+        child_params = store.sql("SELECT value FROM params ORDER BY value").fetchall()
+        assert [row[0] for row in steps.fetchall()] == list(range(200))
+        assert child.fetchall() == [("loss", -2.0)]
     assert events == [("RUNNING",), ("FINISHED",)]
+    assert child_params == [("0.1",), ("0.2",)]
 
 
 def test_a_run_is_ended_after_the_scripts_own_threads_finish(tmp_path: Path) -> None:
