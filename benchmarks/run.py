@@ -10,13 +10,15 @@ It prints machine information and a Markdown table to stdout (progress goes to s
 writes the same figures, with every raw sample, as JSON (default
 ``benchmarks/results/run.json``). A tool that is not installed is reported as skipped.
 
-Scenarios (issue 5 numbers them 1 to 6; 4 and 6 are not here yet):
+Scenarios (issue 5 numbers them 1 to 6; 6 is not here yet):
 
-``one_run``  1. import the tool, start a run, log one param and one metric, end the run
-``calls``    2. one run, 10,000 metric values logged one call at a time
-``runs``     3. 100 runs with one param and one metric each
-``array``    5. one run, 1,000,000 float64 values from a NumPy array logged at once with
-             each tool's best API
+``one_run``    1. import the tool, start a run, log one param and one metric, end the run
+``calls``      2. one run, 10,000 metric values logged one call at a time
+``runs``       3. 100 runs with one param and one metric each
+``many_runs``  4. 1,000 runs, each 1,000 metric values logged one call at a time (steps 0
+               to 999) and no param: the shape of a training loop, many times
+``array``      5. one run, 1,000,000 float64 values from a NumPy array logged at once with
+               each tool's best API
 
 Every repeat of every scenario and tool is a fresh Python process (this script in its child
 mode) in a fresh temporary folder (its working directory; ``tempfile``, so ``$TMPDIR``
@@ -27,6 +29,15 @@ around the logging calls alone, from the start of a run until everything is writ
 ``one_run`` the child also times the import. Then a second fresh process reads the stored
 data back with the tool's own API (``benchmarks/peers/``) and counts metric values and
 params: any count but the expected one fails the benchmark, loudly.
+
+A tool that would take far too long at a scenario's full size runs a fraction of it
+(``SCENARIOS[...]["scaled"]``): in ``many_runs``, MLflow (about 3.4 ms a ``log_metric``
+call, an hour for 1M calls) logs 10 of the 1,000 runs. Its figures are extrapolated
+linearly to the full size and labelled so in the table ("10 of 1,000 runs, x100
+extrapolated") and in the JSON (``scale``, ``measured_process_s``, ``measured_log_s``):
+the logging part is the measured one times the factor, the whole process the measured one
+plus the logging time added (start-up and import are paid once). Ratios use the
+extrapolated figures.
 
 The "floor" is a process that imports only pyarrow and writes the same rows with
 ``pyarrow.parquet.write_table``: the physical limit of this design on this machine.
@@ -47,32 +58,47 @@ import os
 import sys
 from typing import Any
 
+from peers import VALUES_PER_RUN
+
 SLOW_S = 60.0  # a tool whose first repeat takes longer than this is not repeated
 CHILD = "_child"  # the same word as bench_write.CHILD: run_script_child passes it
 
 TOOLS = ("lakestore", "floor", "mlflow", "mltraq", "trackio")
+# "n" counts "unit"; "scaled" gives a tool a smaller n, its figures extrapolated to "n".
 SCENARIOS: dict[str, dict[str, Any]] = {
     "one_run": {
         "number": 1,
         "n": 1,
+        "unit": "runs",
         "title": "1. import + one run + one param + one metric + end",
         "expected": lambda n: {"metrics": 1, "params": 1},
     },
     "calls": {
         "number": 2,
         "n": 10_000,
+        "unit": "values",
         "title": "2. one run, 10,000 log_metric calls",
         "expected": lambda n: {"metrics": n, "params": 0},
     },
     "runs": {
         "number": 3,
         "n": 100,
+        "unit": "runs",
         "title": "3. 100 runs, one param and one metric each",
         "expected": lambda n: {"metrics": n, "params": n},
+    },
+    "many_runs": {
+        "number": 4,
+        "n": 1_000,
+        "unit": "runs",
+        "title": "4. 1,000 runs x 1,000 log_metric calls",
+        "expected": lambda n: {"metrics": n * VALUES_PER_RUN, "params": 0},
+        "scaled": {"mlflow": 10},  # about 3.4 ms a call: an hour for the full size
     },
     "array": {
         "number": 5,
         "n": 1_000_000,
+        "unit": "values",
         "title": "5. one run, 1,000,000 float64 values at once",
         "expected": lambda n: {"metrics": n, "params": 0},
     },
@@ -146,8 +172,14 @@ def run_once(tool: str, scenario: str, n: int) -> dict[str, Any]:
     return sample
 
 
+def scaled_n(scenario: str, tool: str) -> int:
+    """The size ``tool`` runs ``scenario`` at: the full size unless it is scaled down."""
+    spec = SCENARIOS[scenario]
+    return spec.get("scaled", {}).get(tool, spec["n"])
+
+
 def bench_scenario(
-    results: Any, scenario: str, tools: list[str], repeats: int, n: int
+    results: Any, scenario: str, tools: list[str], repeats: int
 ) -> dict[str, list[dict[str, Any]]]:
     from bench_write import fmt_seconds, load_average, median, progress
 
@@ -160,17 +192,31 @@ def bench_scenario(
             if samples[tool] and samples[tool][0]["process_s"] > SLOW_S:
                 continue  # one sample is enough to compare a process this slow
             progress(f"{scenario}: repeat {repeat + 1}/{repeats}, {tool} (load {load_average()})")
-            samples[tool].append(run_once(tool, scenario, n))
+            samples[tool].append(run_once(tool, scenario, scaled_n(scenario, tool)))
 
-    lake = samples.get("lakestore")
-    lake_process = median(lake, "process_s") if lake else None
-    lake_log = median(lake, "log_s") if lake else None
+    # Full-size figures: a scaled tool's logging part grows with the factor, its start-up not.
+    full: dict[str, tuple[float, float]] = {}
+    for tool in present:
+        process, logged = median(samples[tool], "process_s"), median(samples[tool], "log_s")
+        factor = spec["n"] / scaled_n(scenario, tool)
+        full[tool] = (process + logged * (factor - 1), logged * factor)
+    lake_process, lake_log = full.get("lakestore", (None, None))
     for tool in tools:
         if tool not in present:
             results.add(spec["title"], tool, -1, "s", "skipped (not installed)")
             continue
-        process, logged = median(samples[tool], "process_s"), median(samples[tool], "log_s")
+        process, logged = full[tool]
         text = f"{fmt_seconds(process)} (logging {fmt_seconds(logged)})"
+        n_tool = scaled_n(scenario, tool)
+        scale = None
+        if n_tool != spec["n"]:
+            scale = {"n": n_tool, "of": spec["n"], "unit": spec["unit"]}
+            scale["factor"] = spec["n"] / n_tool
+            text += (
+                f", extrapolated x{scale['factor']:g} from {n_tool:,} of {spec['n']:,} "
+                f"{spec['unit']} (measured {fmt_seconds(median(samples[tool], 'process_s'))}, "
+                f"logging {fmt_seconds(median(samples[tool], 'log_s'))})"
+            )
         if len(samples[tool]) < repeats:
             text += f", {len(samples[tool])} of {repeats} repeats (over {SLOW_S:.0f} s)"
         if scenario == "one_run":
@@ -181,28 +227,57 @@ def bench_scenario(
         results.rows[-1]["log_s"] = logged
         results.rows[-1]["log_ratio"] = log_ratio
         results.rows[-1]["repeats"] = len(samples[tool])
+        results.rows[-1]["scale"] = scale
+        if scale:
+            results.rows[-1]["measured_process_s"] = median(samples[tool], "process_s")
+            results.rows[-1]["measured_log_s"] = median(samples[tool], "log_s")
     return samples
 
 
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _tool_cell(row: dict[str, Any], repeats: int) -> str:
+    tool = row["measure"]
+    scale = row.get("scale")
+    if scale:
+        share = f"{scale['n']:,} of {scale['of']:,} {scale['unit']}"
+        tool += f" ({share}, x{scale['factor']:g} extrapolated)"
+    if row["repeats"] < repeats:
+        tool += f" ({row['repeats']} of {repeats} repeats: over {SLOW_S:.0f} s)"
+    return tool
+
+
 def markdown(rows: list[dict[str, Any]], repeats: int) -> str:
+    """The table of the scenarios, with a note under it if a row is extrapolated."""
+    from bench_write import fmt_seconds
+
     lines = [
         "| scenario | tool | whole process | vs lakestore | logging part | vs lakestore |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    from bench_write import fmt_seconds
-
+    extrapolated = False
     for row in rows:
         if row["value"] < 0:
             lines.append(f"| {row['scenario']} | {row['measure']} | {row['text']} | | | |")
             continue
-        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        log_ratio = "" if row["log_ratio"] is None else f"{row['log_ratio']:.2f}x"
-        tool = row["measure"]
-        if row["repeats"] < repeats:
-            tool += f" ({row['repeats']} of {repeats} repeats: over {SLOW_S:.0f} s)"
+        tool = _tool_cell(row, repeats)
+        process, ratio = fmt_seconds(row["value"]), _ratio(row["ratio"])
+        logged = fmt_seconds(row["log_s"])
+        if row.get("scale"):
+            extrapolated = True
+            process += f" (measured {fmt_seconds(row['measured_process_s'])})"
+            logged += f" (measured {fmt_seconds(row['measured_log_s'])})"
         lines.append(
-            f"| {row['scenario']} | {tool} | {fmt_seconds(row['value'])} | {ratio} "
-            f"| {fmt_seconds(row['log_s'])} | {log_ratio} |"
+            f"| {row['scenario']} | {tool} | {process} | {ratio} | {logged} "
+            f"| {_ratio(row['log_ratio'])} |"
+        )
+    if extrapolated:
+        lines.append(
+            "\nExtrapolated rows ran a fraction of the scenario: their logging part is the "
+            "measured one times the factor, their whole process the measured one plus the "
+            "logging time added (start-up and import are paid once)."
         )
     return "\n".join(lines)
 
@@ -252,8 +327,7 @@ def main(argv: list[str]) -> int:
     samples: dict[str, Any] = {}
     try:
         for scenario in scenarios:
-            n = SCENARIOS[scenario]["n"]
-            samples[scenario] = bench_scenario(results, scenario, tools, repeats, n)
+            samples[scenario] = bench_scenario(results, scenario, tools, repeats)
     except (RuntimeError, OSError) as error:
         results.failures.append(str(error))
         progress(f"FAILED: {error}")
@@ -279,6 +353,7 @@ def main(argv: list[str]) -> int:
             "quick": args.quick,
             "repeats": repeats,
             "scenarios": {name: SCENARIOS[name]["n"] for name in scenarios},
+            "scaled": {name: SCENARIOS[name].get("scaled", {}) for name in scenarios},
             "tools": tools,
             "statistic": "median",
         },

@@ -13,6 +13,8 @@ Scenarios (``n`` is the number of values or runs):
 ``one_run``     import, start a run, log one param and one metric, end the run
 ``calls``       one run, ``n`` metric values logged one call at a time
 ``runs``        ``n`` runs with one param and one metric each
+``many_runs``   ``n`` runs, each ``VALUES_PER_RUN`` metric values logged one call at a time
+                (steps 0, 1, ...), no params: the shape of many training loops
 ``array``       one run, ``n`` float64 values from a NumPy array logged at once with the
                 tool's best API
 """
@@ -25,6 +27,7 @@ from typing import Any
 PARAM_KEY = "lr"
 PARAM_VALUE = 0.01
 METRIC_KEY = "loss"
+VALUES_PER_RUN = 1_000  # many_runs
 
 
 def values(n: int) -> Any:

@@ -18,7 +18,14 @@ import time
 import uuid
 from typing import Any
 
-from peers import METRIC_KEY, PARAM_KEY, PARAM_VALUE, clock, values
+from peers import (
+    METRIC_KEY,
+    PARAM_KEY,
+    PARAM_VALUE,
+    VALUES_PER_RUN,
+    clock,
+    values,
+)
 
 PACKAGE = "pyarrow"
 METRICS = "metrics.parquet"
@@ -120,17 +127,22 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
         _write(folder, metrics, _param_table(_zeros(1), run_ids, _zeros(1), [str(PARAM_VALUE)]))
         ended = clock()
         return {"import_s": imported - start, "log_s": ended - imported}
-    if scenario == "calls":
+    if scenario in ("calls", "many_runs"):
         start = clock()
-        run_ids = [uuid.uuid4().hex]
+        runs, calls = (1, n) if scenario == "calls" else (n, VALUES_PER_RUN)
+        run_ids: list[str] = []
+        run_codes = array.array("i")
         value_buffer = array.array("d")
         steps = array.array("q")
         stamps = array.array("q")
-        for step in range(n):
-            value_buffer.append(0.25)
-            steps.append(step)
-            stamps.append(time.time_ns() // 1000)
-        _write(folder, _metric_table(_zeros(n), run_ids, value_buffer, steps, stamps), None)
+        for run in range(runs):
+            run_ids.append(uuid.uuid4().hex)
+            for step in range(calls):
+                run_codes.append(run)
+                value_buffer.append(0.25)
+                steps.append(step)
+                stamps.append(time.time_ns() // 1000)
+        _write(folder, _metric_table(run_codes, run_ids, value_buffer, steps, stamps), None)
         return {"log_s": clock() - start}
     if scenario == "runs":
         start = clock()

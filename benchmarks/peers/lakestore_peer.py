@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from peers import METRIC_KEY, PARAM_KEY, PARAM_VALUE, clock, values
+from peers import (
+    METRIC_KEY,
+    PARAM_KEY,
+    PARAM_VALUE,
+    VALUES_PER_RUN,
+    clock,
+    values,
+)
 
 PACKAGE = "lakestore"
 STORE = "store"
@@ -39,6 +46,14 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
             run = lakestore.start_run(store=store)
             run.log_param(PARAM_KEY, PARAM_VALUE)
             run.log_metric(METRIC_KEY, 0.5)
+            run.end()
+        return {"log_s": clock() - start}
+    if scenario == "many_runs":
+        start = clock()
+        for _ in range(n):
+            run = lakestore.start_run(store=store)
+            for step in range(VALUES_PER_RUN):
+                run.log_metric(METRIC_KEY, 0.25, step=step)
             run.end()
         return {"log_s": clock() - start}
     if scenario == "array":

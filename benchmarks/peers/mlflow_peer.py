@@ -14,7 +14,14 @@ import sqlite3
 import time
 from typing import Any
 
-from peers import METRIC_KEY, PARAM_KEY, PARAM_VALUE, clock, values
+from peers import (
+    METRIC_KEY,
+    PARAM_KEY,
+    PARAM_VALUE,
+    VALUES_PER_RUN,
+    clock,
+    values,
+)
 
 PACKAGE = "mlflow"
 URI = "sqlite:///mlflow.db"
@@ -49,6 +56,14 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
             with mlflow.start_run():
                 mlflow.log_param(PARAM_KEY, PARAM_VALUE)
                 mlflow.log_metric(METRIC_KEY, 0.5)
+        return {"log_s": clock() - start}
+    if scenario == "many_runs":
+        start = clock()
+        mlflow.set_tracking_uri(URI)
+        for _ in range(n):
+            with mlflow.start_run():
+                for step in range(VALUES_PER_RUN):
+                    mlflow.log_metric(METRIC_KEY, 0.25, step=step)
         return {"log_s": clock() - start}
     if scenario == "array":
         from mlflow.entities import Metric

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from peers import METRIC_KEY, PARAM_KEY, PARAM_VALUE, clock, values
+from peers import (
+    METRIC_KEY,
+    PARAM_KEY,
+    PARAM_VALUE,
+    VALUES_PER_RUN,
+    clock,
+    values,
+)
 
 PACKAGE = "mltraq"
 URL = "sqlite:///mltraq.db"
@@ -51,6 +58,16 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
                 run.fields[METRIC_KEY] = 0.5
         experiment.persist()
         return {"log_s": clock() - start}
+    if scenario == "many_runs":
+        start = clock()
+        experiment = mltraq.create_session(URL).create_experiment(EXPERIMENT)
+        for _ in range(n):
+            with experiment.run() as run:
+                run.fields[METRIC_KEY] = mltraq.Sequence()
+                for step in range(VALUES_PER_RUN):
+                    run.fields[METRIC_KEY].append(step=step, value=0.25)
+        experiment.persist()
+        return {"log_s": clock() - start}
     if scenario == "array":
         array = values(n)
         start = clock()
@@ -70,6 +87,6 @@ def count(scenario: str, folder: str) -> dict[str, int]:
     metrics = params = 0
     for run in experiment.runs.values():
         value = run.fields[METRIC_KEY]
-        metrics += len(value) if scenario in ("calls", "array") else 1
+        metrics += len(value) if scenario in ("calls", "many_runs", "array") else 1
         params += PARAM_KEY in run.fields
     return {"metrics": metrics, "params": params}

@@ -4,15 +4,22 @@
 The param is the run's ``config``; metrics are ``trackio.log({...}, step=...)``. trackio has
 no call for an array of values, so the array scenario logs them one ``trackio.log`` call
 each. ``trackio.finish()`` (inside the timed part) waits for the background thread to write
-everything to SQLite. The count reads back through ``SQLiteStorage.get_logs`` and
-``get_runs``.
+everything to SQLite. The count reads back through ``SQLiteStorage.get_run_records``,
+``get_logs`` and ``get_run_config``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from peers import METRIC_KEY, PARAM_KEY, PARAM_VALUE, clock, values
+from peers import (
+    METRIC_KEY,
+    PARAM_KEY,
+    PARAM_VALUE,
+    VALUES_PER_RUN,
+    clock,
+    values,
+)
 
 PACKAGE = "trackio"
 PROJECT = "bench"
@@ -46,6 +53,14 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
             trackio.log({METRIC_KEY: 0.5})
             trackio.finish()
         return {"log_s": clock() - start}
+    if scenario == "many_runs":
+        start = clock()
+        for _ in range(n):
+            trackio.init(project=PROJECT)
+            for step in range(VALUES_PER_RUN):
+                trackio.log({METRIC_KEY: 0.25}, step=step)
+            trackio.finish()
+        return {"log_s": clock() - start}
     if scenario == "array":
         array = values(n)
         start = clock()
@@ -62,9 +77,11 @@ def count(scenario: str, folder: str) -> dict[str, int]:
     from trackio.sqlite_storage import SQLiteStorage
 
     metrics = params = 0
-    for run in SQLiteStorage.get_runs(PROJECT):
-        logs = SQLiteStorage.get_logs(PROJECT, run)
+    for record in SQLiteStorage.get_run_records(PROJECT):
+        # By id: a run found by name alone is looked up in a scan of every metric row.
+        name, run_id = record["name"], record["id"]
+        logs = SQLiteStorage.get_logs(PROJECT, name, run_id=run_id)
         metrics += sum(METRIC_KEY in entry for entry in logs)
-        config = SQLiteStorage.get_run_config(PROJECT, run) or {}
+        config = SQLiteStorage.get_run_config(PROJECT, name, run_id=run_id) or {}
         params += PARAM_KEY in config
     return {"metrics": metrics, "params": params}
