@@ -8,6 +8,12 @@ Python objects, NumPy arrays or Python scalars imports pandas (about 200 ms) whe
 installed, which no writer has to pay. Values logged one at a time are appended to those
 buffers, each with its step and the time of the call. Only the ``array`` scenario has NumPy
 arrays, the values it is given; its other columns are NumPy too, built from buffers as well.
+
+The search scenario reads the floor's own two files back with ``pyarrow.parquet`` and
+``pyarrow.compute`` only (``pyarrow.dataset``, ``pq.read_table`` and ``Table.group_by`` all
+import pandas): params filtered to lr, metrics filtered to acc of those runs, sorted by run
+and step, the first row of each run (its latest value) kept, then acc > x, sorted, top 10;
+the history is a second read of the metrics file, filtered to the top run.
 """
 
 from __future__ import annotations
@@ -22,8 +28,13 @@ from peers import (
     METRIC_KEY,
     PARAM_KEY,
     PARAM_VALUE,
+    SEARCH_ABOVE,
+    SEARCH_KEY,
+    SEARCH_LR,
+    SEARCH_TOP,
     VALUES_PER_RUN,
     clock,
+    search_data,
     values,
 )
 
@@ -60,6 +71,18 @@ def _dictionary(codes: Any, names: list[str]) -> Any:
     return pa.DictionaryArray.from_arrays(_typed(pa.int32(), codes), _strings(names))
 
 
+def _text(value: str) -> Any:
+    """A string scalar taken from a one-value array: a Python value would import pandas."""
+    return _strings([value])[0]
+
+
+def _float(value: float) -> Any:
+    """A float64 scalar taken from a one-value array, like ``_text``."""
+    import pyarrow as pa
+
+    return _typed(pa.float64(), array.array("d", [value]))[0]
+
+
 def _zeros(n: int) -> array.array[int]:
     return array.array("i", [0]) * n
 
@@ -70,13 +93,14 @@ def _metric_table(
     values_: Any,
     steps: Any,
     stamps_us: Any,
+    key: str = METRIC_KEY,
 ) -> Any:
     import pyarrow as pa
 
     return pa.Table.from_arrays(
         [
             _dictionary(run_codes, run_ids),
-            _dictionary(_zeros(len(values_)), [METRIC_KEY]),
+            _dictionary(_zeros(len(values_)), [key]),
             _typed(pa.float64(), values_),
             _typed(pa.int64(), steps),
             _typed(pa.timestamp("us", "UTC"), stamps_us),
@@ -184,4 +208,80 @@ def count(scenario: str, folder: str) -> dict[str, int]:
     return {
         "metrics": pq.read_metadata(os.path.join(folder, METRICS)).num_rows,
         "params": pq.read_metadata(params).num_rows if os.path.exists(params) else 0,
+    }
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+def build(folder: str, n: int) -> dict[str, Any]:
+    """The ``n`` runs of ``search_data`` as one metrics file and one params file."""
+    runs = search_data(n)
+    run_ids = [uuid.uuid4().hex for _ in runs]
+    run_codes = array.array("i")
+    value_buffer = array.array("d")
+    steps = array.array("q")
+    for index, (_, history) in enumerate(runs):
+        run_codes.extend(array.array("i", [index]) * len(history))
+        value_buffer.extend(history)
+        steps.extend(range(len(history)))
+    stamps = array.array("q", [_now_us()]) * len(value_buffer)
+    metrics = _metric_table(run_codes, run_ids, value_buffer, steps, stamps, SEARCH_KEY)
+    texts = sorted({str(lr) for lr, _ in runs})
+    lr_codes = array.array("i", [texts.index(str(lr)) for lr, _ in runs])
+    params = _param_table(array.array("i", range(n)), run_ids, lr_codes, texts)
+    _write(folder, metrics, params)
+    return {"run_ids": run_ids}
+
+
+def _is(column: Any, text: str) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.equal(column, _text(text))
+
+
+def search(folder: str) -> dict[str, Any]:
+    start = clock()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    imported = clock()
+    params = pq.ParquetFile(os.path.join(folder, PARAMS)).read()
+    chosen = params.filter(pc.and_(_is(params["key"], PARAM_KEY), _is(params["value"], SEARCH_LR)))
+    run_ids = chosen["run_id"].cast(pa.string()).combine_chunks()
+    metrics = pq.ParquetFile(os.path.join(folder, METRICS)).read(
+        columns=["run_id", "key", "value", "step"]
+    )
+    rows = metrics.filter(
+        pc.and_(_is(metrics["key"], SEARCH_KEY), pc.is_in(metrics["run_id"], value_set=run_ids))
+    )
+    rows = rows.set_column(0, "run_id", rows["run_id"].cast(pa.string()))
+    ordered = rows.sort_by([("run_id", "ascending"), ("step", "descending")])
+    top: list[list[Any]] = []
+    if ordered.num_rows:
+        ids = ordered["run_id"]
+        first_of_run = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+        latest = pa.concat_tables([ordered.slice(0, 1), ordered.slice(1).filter(first_of_run)])
+        above = latest.filter(pc.greater(latest["value"], _float(SEARCH_ABOVE)))
+        best = above.sort_by([("value", "descending")]).slice(0, SEARCH_TOP)
+        top = [
+            list(pair)
+            for pair in zip(best["run_id"].to_pylist(), best["value"].to_pylist(), strict=True)
+        ]
+    searched = clock()
+    metrics = pq.ParquetFile(os.path.join(folder, METRICS)).read(
+        columns=["run_id", "key", "value", "step"]
+    )
+    of_top_run = pc.and_(_is(metrics["run_id"], top[0][0]), _is(metrics["key"], SEARCH_KEY))
+    mine = metrics.filter(of_top_run).sort_by("step")
+    steps, history_values = mine["step"].to_pylist(), mine["value"].to_pylist()
+    history = [list(pair) for pair in zip(steps, history_values, strict=True)]
+    ended = clock()
+    return {
+        "import_s": imported - start,
+        "search_s": searched - imported,
+        "history_s": ended - searched,
+        "top": top,
+        "history": history,
     }
