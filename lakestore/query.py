@@ -94,10 +94,12 @@ _VIEWS = {
         GROUP BY experiment, run, key
     """,
     "run_states": """
-        WITH writers AS (  -- each writer's latest state of each run, and when it was heard of
+        WITH events AS MATERIALIZED (  -- the files are read once, not once per use
+            SELECT * FROM runs_log
+        ), writers AS (  -- each writer's latest state of each run, and when it was heard of
             SELECT experiment, run, writer_id, arg_max(status, event_time) AS latest,
                    max(event_time) AS heard
-            FROM runs_log GROUP BY experiment, run, writer_id
+            FROM events GROUP BY experiment, run, writer_id
         ), lost AS (  -- still running but silent for lost_after: dead or cut off
             SELECT *, latest = 'RUNNING'
                       AND heard < now() - to_microseconds(getvariable('lost_after_us')) AS lost
@@ -120,7 +122,7 @@ _VIEWS = {
                    arg_max(host, event_time) AS host,
                    min(start_time) AS start_time,
                    greatest(max(end_time), any_value(lost_at)) AS end_time
-            FROM runs_log JOIN liveness USING (experiment, run)
+            FROM events JOIN liveness USING (experiment, run)
             GROUP BY experiment, run
         )
         SELECT * REPLACE (CASE WHEN status = 'RUNNING' THEN NULL ELSE end_time END AS end_time)
@@ -143,6 +145,17 @@ _VIEWS = {
         FROM runs GROUP BY experiment
     """,
 }
+
+
+def _of_runs(listing: dict[str, list[str]], runs: list[str]) -> dict[str, list[str]]:
+    """``listing`` with only the run files of ``runs`` (compacted parts hold many runs)."""
+    folders = {f"run={format.escape_partition_value(run_id)}" for run_id in runs}
+    return {
+        source: [path for path in paths if path.rsplit("/", 2)[-2] in folders]
+        if source.endswith("_run_files")
+        else paths
+        for source, paths in listing.items()
+    }
 
 
 class Store:
@@ -250,9 +263,10 @@ class Store:
                     f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(paths))}"
                 )
 
-    def _on_live_files(self, run: Callable[[], T]) -> T:
+    def _on_live_files(self, run: Callable[[], T], *, runs: list[str] | None = None) -> T:
         """``run()`` over the files live now; again over a new listing if a file vanished
-        or turned out unreadable.
+        or turned out unreadable. With ``runs``, the views see only those runs' rows: of
+        the files written by runs, only theirs are read (``run()`` must read at once).
 
         A compaction deletes the files it replaced a grace period after replacing them; a
         listing made just before can name them. Binding a query reads file footers, so the
@@ -264,7 +278,9 @@ class Store:
 
         vanished = 0
         while True:
-            listing = self._live_files()
+            listing = whole = self._live_files()
+            if runs is not None:
+                listing = _of_runs(whole, runs)
             try:
                 self._point_views_at(listing)
                 return run()
@@ -274,8 +290,11 @@ class Store:
                 # Errors of Python filesystems (fsspec) arrive as a plain duckdb.Error.
                 missing_file = isinstance(error, duckdb.IOException) or type(error) is duckdb.Error
                 vanished += 1
-                if not missing_file or vanished == _BIND_ATTEMPTS or self._live_files() == listing:
+                if not missing_file or vanished == _BIND_ATTEMPTS or self._live_files() == whole:
                     raise
+            finally:
+                if runs is not None:  # relations made earlier read when fetched: all runs
+                    self._point_views_at(whole)
 
     def _skip_unreadable(self, error: Exception, listing: dict[str, list[str]]) -> bool:
         """Whether a file that DuckDB failed on is unreadable (and now skipped).
@@ -329,13 +348,22 @@ class Store:
             query, params, lambda relation: None if relation is None else relation.to_arrow_table()
         )
 
-    def _run(self, query: str, params: Any, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
-        """``fetch(relation of query)`` over the files live now, unchecked: for SQL this
-        class writes or has checked."""
+    def _run(
+        self,
+        query: str,
+        params: Any,
+        fetch: Callable[[duckdb.DuckDBPyRelation], T],
+        *,
+        runs: list[str] | None = None,
+    ) -> T:
+        """``fetch(relation of query)`` over the files live now (of ``runs`` only, if given),
+        unchecked: for SQL this class writes or has checked."""
         import duckdb
 
         try:
-            return self._on_live_files(lambda: fetch(self.connection.sql(query, params=params)))
+            return self._on_live_files(
+                lambda: fetch(self.connection.sql(query, params=params)), runs=runs
+            )
         except duckdb.PermissionException as error:
             where = f"; a sandbox reads only the store's files, under {self.storage.url}/"
             raise QueryError(f"{error}{where if self.sandbox else ''}") from None
@@ -441,6 +469,7 @@ class Store:
                 f"FROM {selected} JOIN runs USING (run_id)\n" + "\n".join(joins),
                 None,
                 _to_arrow,
+                runs=run_ids,
             )
         except QueryError as error:
             if not any(limit in str(error) for limit in _WIDTH_LIMITS):
@@ -465,7 +494,10 @@ class Store:
         missing = set(run_ids) - {
             row[0]
             for row in self._run(
-                "SELECT run_id FROM runs WHERE list_contains(?, run_id)", [run_ids], _fetchall
+                "SELECT run_id FROM runs WHERE list_contains(?, run_id)",
+                [run_ids],
+                _fetchall,
+                runs=run_ids,
             )
         }
         if missing:
@@ -491,6 +523,7 @@ class Store:
                 f"AND key IN ({keys}) GROUP BY key ORDER BY key",
                 {"ids": run_ids},
                 _to_arrow,
+                runs=run_ids,
             )
             sides[name] = self.connection.from_arrow(table)
         return Comparison(params=sides["params"], metrics=sides["metrics"])
@@ -520,7 +553,7 @@ class Store:
                 SELECT experiment, run_id, key, value, step, timestamp FROM metrics
                 WHERE {where} ORDER BY run_id, key, step, timestamp
             """
-            return self.connection.from_arrow(self._run(query, parameters, _to_arrow))
+            return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
         if points < 1:
             raise QueryError(f"points must be >= 1, got {points}")
         parameters["points"] = points
@@ -535,7 +568,7 @@ class Store:
             QUALIFY position = max(position) OVER (PARTITION BY experiment, run_id, key, slice)
             ORDER BY run_id, key, step, timestamp
         """
-        return self.connection.from_arrow(self._run(query, parameters, _to_arrow))
+        return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
 
     def close(self) -> None:
         """Close the DuckDB connection."""

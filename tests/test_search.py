@@ -234,3 +234,35 @@ def test_export_writes_a_query_result_in_the_format_its_extension_names(
         assert values == [0.5, None, None]  # JSON has no NaN or infinity
     else:
         assert repr(values) == repr([0.5, math.nan, math.inf])
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["run-files", "half-compacted"])
+def test_reads_of_some_runs_leave_earlier_relations_reading_every_run(
+    tmp_path, compacted: bool
+) -> None:
+    # search_runs, compare and metric_history read only their runs' files; a relation
+    # made before them is read when fetched, and must still see every run.
+    uri = str(tmp_path)
+    run_ids = []
+    for index in range(4):
+        with lakestore.start_run(store=uri) as run:
+            run.log_param("lr", index)
+            run.log_metric("acc", index / 10)
+        run_ids.append(run.run_id)
+        if compacted and index == 1:
+            lakestore.compact(uri, grace=0)
+    with lakestore.connect(uri) as store:
+        every_run = store.sql("SELECT count(*) FROM metrics JOIN runs USING (run_id)")
+        found = store.search_runs("metrics.acc > 0.05", order_by=["metrics.acc DESC"])
+        assert found.select('run_id, "metrics.acc"').fetchall() == [
+            (run_ids[3], 0.3),
+            (run_ids[2], 0.2),
+            (run_ids[1], 0.1),
+        ]
+        history = store.metric_history([run_ids[0], run_ids[3]], "acc")
+        assert history.select("run_id, value").fetchall() == sorted(
+            [(run_ids[0], 0.0), (run_ids[3], 0.3)]
+        )
+        compared = store.compare([run_ids[1], run_ids[2]]).params
+        assert compared.fetchall() == [("lr", "1", "2")]
+        assert every_run.fetchall() == [(4,)]
