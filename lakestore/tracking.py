@@ -30,7 +30,7 @@ from lakestore.errors import (
     StoreError,
 )
 from lakestore.storage import Storage, default_uri, open_storage
-from lakestore.writer import RunWriter, WriterOptions, metric_table
+from lakestore.writer import RunWriter, WriterOptions, arrow_column, metric_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -241,7 +241,9 @@ class Run:
         if value_array.null_count:
             raise InvalidValueError(f"metric {key!r} values contain nulls; use NaN instead")
         if steps is None:
-            step_array = pc.cumulative_sum(_repeated(pa.int64(), 1, count), start=-1)
+            # A start taken from an array, not made from a Python int: that imports pandas.
+            start = _repeated(pa.int64(), -1, 1)[0]
+            step_array = pc.cumulative_sum(_repeated(pa.int64(), 1, count), start=start)
         else:
             step_array = _to_arrow(steps, pa.int64(), f"metric {key!r} steps")
         timestamp_type = format.arrow_schema("metrics").field("timestamp").type
@@ -255,7 +257,7 @@ class Run:
             if other.null_count:
                 raise InvalidValueError(f"metric {key!r}: {name} contain nulls")
         keys = pa.DictionaryArray.from_arrays(
-            _repeated(pa.int32(), 0, count), pa.array([key], pa.string())
+            _repeated(pa.int32(), 0, count), arrow_column([key], pa.string())
         )
         self._writer.append_metric_table(metric_table(keys, value_array, step_array, time_array))
 
@@ -387,11 +389,19 @@ def _repeated(arrow_type: pa.DataType, value: int, count: int) -> pa.Array:
 
 
 def _to_arrow(values: Any, arrow_type: pa.DataType, what: str) -> pa.Array:
-    """``values`` as an Arrow array of ``arrow_type``; only numbers are accepted."""
+    """``values`` as an Arrow array of ``arrow_type``; only numbers are accepted.
+
+    A NumPy array (or any buffer of numbers) is copied: the caller may reuse it at once,
+    while the rows wait in memory for the next flush.
+    """
     import pyarrow as pa
 
     try:
-        array = pa.array(values)
+        array = _copy_of_buffer(values)
+        if array is None:
+            array = _plain_list(values, arrow_type)
+        if array is None:
+            array = pa.array(values)
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
         if not (
@@ -406,6 +416,57 @@ def _to_arrow(values: Any, arrow_type: pa.DataType, what: str) -> pa.Array:
         raise
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
         raise InvalidValueError(f"{what} cannot be read as {arrow_type}: {error}") from None
+
+
+def _copy_of_buffer(values: Any) -> pa.Array | None:
+    """A copy of ``values`` as Arrow if it is a one-dimensional buffer of numbers (a NumPy
+    array, an ``array.array``), else None.
+
+    Built from the bytes, because ``pa.array`` imports pandas whenever it is installed.
+    """
+    import array
+    import sys
+
+    import pyarrow as pa
+
+    plain_numpy = type(values).__module__ == "numpy" and type(values).__name__ == "ndarray"
+    if not plain_numpy and type(values) is not array.array:  # a masked array has nulls
+        return None
+    try:
+        view = memoryview(values)
+    except (TypeError, ValueError):  # no buffer, or one of a type buffers cannot describe
+        return None
+    code = view.format
+    if code[:1] in "@=" or (code[:1] == "<" and sys.byteorder == "little"):
+        code = code[1:]
+    kind = _BUFFER_KINDS.get(code)
+    if view.ndim != 1 or not view.c_contiguous or kind is None:
+        return None
+    arrow_type = getattr(pa, f"{kind}{8 * view.itemsize}")()
+    return pa.Array.from_buffers(arrow_type, len(view), [None, pa.py_buffer(view.tobytes())])
+
+
+def _plain_list(values: Any, arrow_type: pa.DataType) -> pa.Array | None:
+    """A list of Python floats (or ints, for int64) as Arrow, else None: the common case,
+    built without ``pa.array`` for the same reason as :func:`_copy_of_buffer`."""
+    import array
+
+    import pyarrow as pa
+
+    if type(values) not in (list, tuple):
+        return None
+    plain, code = (float, "d") if arrow_type == pa.float64() else (int, "q")
+    if not all(type(value) is plain for value in values):
+        return None
+    try:
+        typed = array.array(code, values)
+    except OverflowError:  # past int64: pa.array says so
+        return None
+    return pa.Array.from_buffers(arrow_type, len(typed), [None, pa.py_buffer(typed)])
+
+
+_BUFFER_KINDS = {"e": "float", "f": "float", "d": "float"}
+_BUFFER_KINDS |= dict.fromkeys("bhilq", "int") | dict.fromkeys("BHILQ", "uint")
 
 
 def _to_timestamps(timestamps: Any, timestamp_type: pa.DataType, key: str) -> pa.Array:

@@ -717,7 +717,7 @@ def _buffer_to_table(buffer: _MetricBuffer, key_names: list[str]) -> pa.Table:
     import pyarrow as pa
 
     codes = _typed(pa.int32(), buffer.keys)
-    dictionary = _column(key_names, pa.string())
+    dictionary = arrow_column(key_names, pa.string())
     if len(key_names) > SMALL_DICTIONARY:
         import pyarrow.compute as pc
 
@@ -762,12 +762,12 @@ def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
     schema = format.arrow_schema(table_name)
     columns = list(zip(*rows, strict=True))
     return pa.Table.from_arrays(
-        [_column(column, field.type) for column, field in zip(columns, schema, strict=True)],
+        [arrow_column(column, field.type) for column, field in zip(columns, schema, strict=True)],
         schema=schema,
     )
 
 
-def _column(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+def arrow_column(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
     """``values`` (str, float or int microseconds, or None) as an Arrow array of ``arrow_type``.
 
     Built from buffers, because ``pa.array`` on Python objects imports pandas whenever it is

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import array
 import datetime as dt
 import decimal
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -645,3 +649,58 @@ def test_a_store_folder_named_like_a_partition_is_refused(tmp_path: Path) -> Non
     with pytest.raises(StoreError, match="has a folder named 'run=3'"):
         lakestore.start_run(store=str(root))
     assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.arange(5, dtype=np.float64),
+        lambda: np.arange(5, dtype=np.float32),
+        lambda: np.arange(5, dtype=np.int64),
+        lambda: array.array("d", range(5)),
+    ],
+    ids=["float64", "float32", "int64", "array.array"],
+)
+def test_an_array_can_be_reused_as_soon_as_it_is_logged(tmp_path: Path, make) -> None:
+    # The rows wait in memory until the next flush: they must not be a view of the caller's
+    # array, which a training loop overwrites at its next step.
+    uri = str(tmp_path)
+    values, steps = make(), make()
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric_series("x", values, steps=steps)
+        for index in range(5):
+            values[index] = -1
+            steps[index] = 100 + index
+    rows = sorted((row[4], row[3]) for row in read_duckdb(uri, "metrics"))
+    assert rows == [(step, float(step)) for step in range(5)]
+
+
+def test_logging_never_imports_pandas(tmp_path: Path) -> None:
+    # pyarrow imports pandas (about 200 ms) whenever it converts Python objects and pandas
+    # is installed, as in most ML environments: a stand-in pandas records any import of it.
+    fake, marker = tmp_path / "site" / "pandas", tmp_path / "pandas-imported"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        f"import traceback\nwith open({str(marker)!r}, 'a') as file:\n"
+        "    traceback.print_stack(file=file)\nraise ImportError('not the real pandas')\n",
+        encoding="utf-8",
+    )
+    script = f"""
+import sys, numpy as np, lakestore
+with lakestore.start_run(store={str(tmp_path / "store")!r}) as run:
+    run.log_param("lr", 0.1)
+    run.set_tag("team", "vision")
+    run.log_metric("loss", 0.5)
+    run.log_metrics({{"a": 1.0, "b": 2}}, step=3)
+    run.log_metric_series("x", np.arange(1000.0))
+    run.log_metric_series("y", [1.0, 2.0], steps=np.array([5, 6]))
+"""
+    path = os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists(), marker.read_text(encoding="utf-8")
