@@ -121,14 +121,11 @@ class LocalStorage(Storage):
         target = self.path(relative)
         folder, name = os.path.split(target)
         temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
-        _create_in_folder(temporary)
         try:
-            write(temporary)
-            descriptor = os.open(temporary, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+            with os.fdopen(_create_in_folder(temporary), "wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
             if not exclusive:
                 os.utime(temporary)  # the file's age is counted from when it appears
                 os.replace(temporary, target)
@@ -295,16 +292,14 @@ def write_bytes(destination: str | BinaryIO, data: bytes) -> None:
         destination.write(data)
 
 
-def _create_in_folder(path: str) -> None:
+def _create_in_folder(path: str) -> int:
     """Create the empty file ``path`` and its folder, even if a compaction removes the
-    folder (once empty) meanwhile."""
+    folder (once empty) meanwhile; its descriptor, open for writing."""
     for _ in range(10):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            return
+            return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileNotFoundError:
-            continue
+            os.makedirs(os.path.dirname(path), exist_ok=True)
     raise StoreError(f"cannot create {path}: its folder keeps vanishing")
 
 
