@@ -293,7 +293,7 @@ class Store:
                 if not missing_file or vanished == _BIND_ATTEMPTS or self._live_files() == whole:
                     raise
             finally:
-                if runs is not None:  # relations made earlier read when fetched: all runs
+                if listing != whole:  # relations made earlier read when fetched: all runs
                     self._point_views_at(whole)
 
     def _skip_unreadable(self, error: Exception, listing: dict[str, list[str]]) -> bool:
