@@ -94,3 +94,18 @@ def search_answer(n: int) -> tuple[list[tuple[int, float]], list[list[float]]]:
 
 def clock() -> float:
     return time.perf_counter()
+
+
+def search_result(
+    times: tuple[float, float, float, float], top: list[list[Any]], history: list[list[Any]]
+) -> dict[str, Any]:
+    """What ``search`` returns, from the clock at its start, after the import, after the
+    search and after the history."""
+    start, imported, searched, ended = times
+    return {
+        "import_s": imported - start,
+        "search_s": searched - imported,
+        "history_s": ended - searched,
+        "top": top,
+        "history": history,
+    }

@@ -35,6 +35,7 @@ from peers import (
     VALUES_PER_RUN,
     clock,
     search_data,
+    search_result,
     values,
 )
 
@@ -278,10 +279,4 @@ def search(folder: str) -> dict[str, Any]:
     steps, history_values = mine["step"].to_pylist(), mine["value"].to_pylist()
     history = [list(pair) for pair in zip(steps, history_values, strict=True)]
     ended = clock()
-    return {
-        "import_s": imported - start,
-        "search_s": searched - imported,
-        "history_s": ended - searched,
-        "top": top,
-        "history": history,
-    }
+    return search_result((start, imported, searched, ended), top, history)

@@ -25,6 +25,7 @@ from peers import (
     clock,
     metric_key,
     search_data,
+    search_result,
     values,
 )
 
@@ -115,10 +116,4 @@ def search(folder: str) -> dict[str, Any]:
     searched = clock()
     history = store.metric_history(top[0][0], SEARCH_KEY).select("step, value").fetchall()
     ended = clock()
-    return {
-        "import_s": imported - start,
-        "search_s": searched - imported,
-        "history_s": ended - searched,
-        "top": top,
-        "history": [list(row) for row in history],
-    }
+    return search_result((start, imported, searched, ended), top, [list(row) for row in history])

@@ -33,6 +33,7 @@ from peers import (
     VALUES_PER_RUN,
     clock,
     search_data,
+    search_result,
     values,
 )
 
@@ -143,10 +144,6 @@ def search(folder: str) -> dict[str, Any]:
     searched = clock()
     history = client.get_metric_history(top[0][0], SEARCH_KEY)
     ended = clock()
-    return {
-        "import_s": imported - start,
-        "search_s": searched - imported,
-        "history_s": ended - searched,
-        "top": top,
-        "history": [[metric.step, metric.value] for metric in history],
-    }
+    return search_result(
+        (start, imported, searched, ended), top, [[metric.step, metric.value] for metric in history]
+    )

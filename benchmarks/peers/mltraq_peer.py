@@ -32,6 +32,7 @@ from peers import (
     clock,
     metric_key,
     search_data,
+    search_result,
     values,
 )
 
@@ -149,10 +150,8 @@ def search(folder: str) -> dict[str, Any]:
     steps = [int(step) for step in history["step"].tolist()]  # float after pandas concat
     history_values = history["value"].tolist()
     ended = clock()
-    return {
-        "import_s": imported - start,
-        "search_s": searched - imported,
-        "history_s": ended - searched,
-        "top": top,
-        "history": [list(pair) for pair in zip(steps, history_values, strict=True)],
-    }
+    return search_result(
+        (start, imported, searched, ended),
+        top,
+        [list(pair) for pair in zip(steps, history_values, strict=True)],
+    )

@@ -35,6 +35,7 @@ from peers import (
     clock,
     metric_key,
     search_data,
+    search_result,
     values,
 )
 
@@ -142,10 +143,6 @@ def search(folder: str) -> dict[str, Any]:
     history = SQLiteStorage.get_metric_values(PROJECT, None, SEARCH_KEY, run_id=top[0][0])
     history = sorted(history, key=lambda row: row["step"])
     ended = clock()
-    return {
-        "import_s": imported - start,
-        "search_s": searched - imported,
-        "history_s": ended - searched,
-        "top": top,
-        "history": [[row["step"], row["value"]] for row in history],
-    }
+    return search_result(
+        (start, imported, searched, ended), top, [[row["step"], row["value"]] for row in history]
+    )
