@@ -17,9 +17,9 @@ from typing import Annotated
 import typer
 
 import lakestore
-import lakestore.compaction
 import lakestore.format
 import lakestore.maintenance
+import lakestore.merge
 from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
 
@@ -269,23 +269,26 @@ def compact(
     ] = None,
     grace: Annotated[
         float,
-        typer.Option(help="Seconds to keep replaced files for queries already running."),
-    ] = lakestore.compaction.DEFAULT_GRACE,
+        typer.Option(
+            help="Seconds a snapshot must be old before the files it replaced are deleted, "
+            "so that queries already running still find them."
+        ),
+    ] = lakestore.merge.DEFAULT_GRACE,
     store: StoreOption = None,
 ) -> None:
-    """Merge each experiment's small files into a few large ones; safe while runs write
-    and queries read."""
+    """Merge the files waiting in each experiment's inbox now (writers merge on their own
+    as files pile up); safe while runs write and queries read."""
     from rich.progress import Progress
 
     with _errors(), Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("compacting", total=None)
-        written = lakestore.compact(
+        task = bar.add_task("merging", total=None)
+        merged = lakestore.compact(
             store,
             experiment=experiment,
             grace=grace,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    typer.echo(f"wrote {written} part(s)", err=True)
+    typer.echo(f"merged {merged} inbox file(s)", err=True)
 
 
 @app.command()

@@ -2,8 +2,9 @@
 
 python examples/read_directly.py [STORE]     # default: ./lakestore-data
 
-A table is its run files (partitioned by experiment and run) plus, once compacted, its
-parts (partitioned by experiment, with a run column); read whichever hold files.
+A table's rows are those of the parts that each experiment's newest snapshot names, and
+those of the inbox files that no part holds yet: the files whose sequence number (``seq``)
+is greater than the one through which the snapshot says their writer is merged.
 """
 
 import glob
@@ -13,29 +14,46 @@ import duckdb
 import polars as pl
 
 store = sys.argv[1] if len(sys.argv) > 1 else "lakestore-data"
+SNAPSHOTS = f"{store}/experiments/*/snapshots/*.parquet"
 
 
-def has_files(pattern: str) -> bool:
-    return bool(glob.glob(f"{glob.escape(store)}/{pattern}"))
+def inbox(table: str) -> str:
+    return f"{store}/experiments/*/inbox/{table}/*.parquet"
 
 
-# DuckDB: declare the partition columns as strings, so that no name is read as a number.
-sources = []
-if has_files("metrics/*/*/*.parquet"):
-    sources.append(
-        f"SELECT * FROM read_parquet('{store}/metrics/*/*/*.parquet', hive_partitioning = true, "
-        "hive_types = {'experiment': VARCHAR, 'run': VARCHAR})"
+def has_files(pattern: str) -> bool:  # DuckDB and Polars refuse a pattern matching nothing
+    return bool(glob.glob(pattern))
+
+
+# DuckDB: the newest snapshot of each experiment, then the table's parts and unmerged inbox.
+duckdb.execute(
+    "CREATE TABLE snapshot (experiment VARCHAR, generation BIGINT, kind VARCHAR, "
+    '"table" VARCHAR, path VARCHAR, writer_id VARCHAR, merged_through BIGINT)'
+)
+if has_files(SNAPSHOTS):
+    duckdb.execute(
+        'INSERT INTO snapshot SELECT experiment, generation, kind, "table", path, writer_id, '
+        f"merged_through FROM read_parquet('{SNAPSHOTS}') "
+        "QUALIFY generation = max(generation) OVER (PARTITION BY experiment)"
     )
-if has_files("compacted/metrics/*/*.parquet"):
+duckdb.execute(
+    f"SET VARIABLE parts = (SELECT list('{store}/' || path) FROM snapshot "
+    "WHERE kind = 'part' AND \"table\" = 'metrics')"
+)
+sources = []
+if duckdb.sql("SELECT len(getvariable('parts'))").fetchall()[0][0]:
+    sources.append("SELECT * FROM read_parquet(getvariable('parts'))")
+if has_files(inbox("metrics")):
     sources.append(
-        f"SELECT * FROM read_parquet('{store}/compacted/metrics/*/*.parquet', "
-        "hive_partitioning = true, hive_types = {'experiment': VARCHAR})"
+        f"SELECT inbox.* FROM read_parquet('{inbox('metrics')}') AS inbox "
+        "LEFT JOIN (SELECT writer_id, merged_through FROM snapshot WHERE kind = 'merged') "
+        "USING (writer_id) WHERE merged_through IS NULL OR seq > merged_through"
     )
 print(
     duckdb.sql(
         f"""
         SELECT experiment, run, key, count(*) AS points, max(step) AS last_step
-        FROM ({" UNION ALL BY NAME ".join(sources)})
+        FROM ({" UNION ALL ".join(sources)})
         GROUP BY ALL ORDER BY experiment, run, key
         """
     )
@@ -44,23 +62,23 @@ print(
 # Polars: the same, lazily; the latest status of each run from the append-only run events
 # (enough for runs with one writer; FORMAT.md gives the rule for several).
 frames = []
-if has_files("runs/*/*/*.parquet"):
-    frames.append(
-        pl.scan_parquet(
-            f"{store}/runs/**/*.parquet",
-            hive_partitioning=True,
-            hive_schema={"experiment": pl.String, "run": pl.String},
-        )
+merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
+if has_files(SNAPSHOTS):
+    snapshot = pl.read_parquet(SNAPSHOTS).filter(
+        pl.col("generation") == pl.col("generation").max().over("experiment")
     )
-if has_files("compacted/runs/*/*.parquet"):
+    parts = snapshot.filter((pl.col("kind") == "part") & (pl.col("table") == "runs"))["path"]
+    if len(parts):
+        frames.append(pl.scan_parquet([f"{store}/{path}" for path in parts]))
+    merged = snapshot.filter(pl.col("kind") == "merged").select("writer_id", "merged_through")
+if has_files(inbox("runs")):
     frames.append(
-        pl.scan_parquet(
-            f"{store}/compacted/runs/**/*.parquet",
-            hive_partitioning=True,
-            hive_schema={"experiment": pl.String},
-        )
+        pl.scan_parquet(inbox("runs"))
+        .join(merged.lazy(), on="writer_id", how="left")
+        .filter(pl.col("merged_through").is_null() | (pl.col("seq") > pl.col("merged_through")))
+        .drop("merged_through")
     )
-events = pl.concat(frames, how="diagonal")
+events = pl.concat(frames)
 print(
     events.sort("event_time")
     .group_by("experiment", "run")

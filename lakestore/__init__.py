@@ -3,27 +3,26 @@
 from typing import TYPE_CHECKING, Any
 
 from lakestore.errors import LakestoreError
+from lakestore.stores import get_store_uri, set_store
 from lakestore.tracking import (
     Run,
     active_run,
     end_run,
-    get_store_uri,
     log_metric,
     log_metric_series,
     log_metrics,
     log_param,
     log_params,
     set_experiment,
-    set_store,
     set_tag,
     set_tags,
     start_run,
 )
 
 if TYPE_CHECKING:
-    from lakestore.compaction import compact_store as compact
     from lakestore.maintenance import check_store as check
     from lakestore.maintenance import clean_store as clean
+    from lakestore.maintenance import compact_store as compact
     from lakestore.maintenance import sync_spool as sync
     from lakestore.query import Store, connect
 
@@ -33,7 +32,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Store": ("lakestore.query", "Store"),
     "connect": ("lakestore.query", "connect"),
-    "compact": ("lakestore.compaction", "compact_store"),
+    "compact": ("lakestore.maintenance", "compact_store"),
     "check": ("lakestore.maintenance", "check_store"),
     "clean": ("lakestore.maintenance", "clean_store"),
     "sync": ("lakestore.maintenance", "sync_spool"),

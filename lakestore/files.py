@@ -7,33 +7,25 @@ say so, once per process, with an :class:`UnreadableFileWarning` naming the file
 reason, so that one bad file never makes a store unreadable:
 
 - a file whose name is not that of a lakestore file is left out when listing;
-- a file with such a name is checked when a reader fails on it (or, for parts, when its
-  footer is read, and for local files, by its magic bytes when first listed), and left
-  out from then on if its content is not a Parquet file with the table's columns.
+- a file with such a name is checked when a reader fails on it (or, for local inbox files,
+  by its magic bytes when first listed), and left out from then on if its content is not a
+  Parquet file with the table's columns.
 
 Files never change once written, so a verdict holds for the life of the process.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import TYPE_CHECKING
 
-from lakestore import format
+from lakestore import format, layout
 from lakestore.errors import UnreadableFileWarning
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from lakestore.storage import Storage
-
-COMPACTED_ROOT = "compacted"
-SUMMARIES = "metric_summaries"
-
-_RUN_FILE = re.compile(r"[0-9a-f]{32}-[0-9]{6,}\.parquet")
-_PART = re.compile(r"part-[0-9]{10,}\.parquet")
-_SUMMARY = re.compile(r"part-[0-9]{10,}-[0-9a-f]{32}\.parquet")
 
 _SKIPPED: dict[tuple[str, str], str] = {}
 """(store URL, root-relative path) of each file readers skip -> why."""
@@ -45,37 +37,11 @@ _SOUND: set[tuple[str, str]] = set()
 """Files whose footer was read and whose columns are right, so that each is read once."""
 
 
-def kind(path: str) -> str | None:
-    """``"run"``, ``"part"`` or ``"summary"`` for a root-relative path of that form, else
-    None: ``<table>/experiment=<e>/run=<r>/<writer id>-<sequence>.parquet``,
-    ``compacted/<table>/experiment=<e>/part-<generation>.parquet`` and
-    ``compacted/metric_summaries/experiment=<e>/part-<generation>-<32 hex>.parquet``."""
-    segments = path.split("/")
-    if (
-        len(segments) == 4
-        and segments[0] in format.TABLES
-        and segments[1].startswith("experiment=")
-        and segments[2].startswith("run=")
-        and _RUN_FILE.fullmatch(segments[3])
-    ):
-        return "run"
-    if (
-        len(segments) == 4
-        and segments[0] == COMPACTED_ROOT
-        and segments[2].startswith("experiment=")
-    ):
-        if segments[1] in format.TABLES and _PART.fullmatch(segments[3]):
-            return "part"
-        if segments[1] == SUMMARIES and _SUMMARY.fullmatch(segments[3]):
-            return "summary"
-    return None
-
-
 def recognised(storage: Storage, paths: list[str]) -> list[str]:
     """``paths`` less the files whose names are not lakestore's, which are reported."""
     kept = []
     for path in paths:
-        if kind(path) is not None:
+        if layout.parse(path) is not None:
             kept.append(path)
         else:
             skip(storage, path, "its name is not that of a lakestore file")
@@ -91,7 +57,7 @@ def whole(storage: Storage, paths: list[str]) -> list[str]:
         if key not in _WHOLE and key not in _SKIPPED:
             try:
                 ends = storage.has_parquet_ends(path)
-            except FileNotFoundError:  # deleted by a compaction: readers list again
+            except FileNotFoundError:  # deleted by a merge: readers list again
                 kept.append(path)
                 continue
             if ends:
@@ -128,64 +94,7 @@ def skipped(storage: Storage, path: str) -> bool:
 
 def expected_schema(path: str) -> pa.Schema:
     """The columns a file of ``path``'s kind must have (docs/FORMAT.md)."""
-    import pyarrow as pa
-
-    segments = path.split("/")
-    if kind(path) == "run":
-        return format.arrow_schema(segments[0])
-    if kind(path) == "summary":
-        return summary_schema()
-    return pa.schema([pa.field("run", pa.string()), *format.arrow_schema(segments[1])])
-
-
-def summary_schema() -> pa.Schema:
-    """The Arrow schema of a metric summary file (docs/FORMAT.md)."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("run", pa.string()),
-            ("key", pa.string()),
-            ("latest", pa.float64()),
-            ("latest_step", pa.int64()),
-            ("latest_timestamp", pa.timestamp("us", tz="UTC")),
-            ("min", pa.float64()),
-            ("max", pa.float64()),
-            ("count", pa.int64()),
-        ]
-    )
-
-
-def schema_problem(schema: pa.Schema, expected: pa.Schema) -> str | None:
-    """Why a file of ``schema`` cannot be read as ``expected``, or None if it can.
-
-    Columns beyond the expected ones are allowed; types must be of the same family
-    (text, integer, float, timestamp), which every reader converts between.
-    """
-    missing = [field.name for field in expected if field.name not in schema.names]
-    if missing:
-        return f"it has no column {', '.join(missing)} (its columns: {', '.join(schema.names)})"
-    for field in expected:
-        actual = schema.field(field.name).type
-        if _family(actual) != _family(field.type):
-            return f"its column {field.name} holds {actual}, not {field.type}"
-    return None
-
-
-def _family(arrow_type: pa.DataType) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    for name, test in (
-        ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)),
-        ("integer", pa.types.is_integer),
-        ("float", pa.types.is_floating),
-        ("timestamp", pa.types.is_timestamp),
-    ):
-        if test(arrow_type):
-            return name
-    return str(arrow_type)
+    return format.schema_of(layout.table_of(path))
 
 
 def problem(storage: Storage, path: str, *, deep: bool = False) -> str | None:
@@ -201,7 +110,7 @@ def problem(storage: Storage, path: str, *, deep: bool = False) -> str | None:
     try:
         with storage.open_read(path) as file:
             parquet = pq.ParquetFile(file)
-            mismatch = schema_problem(parquet.schema_arrow, expected_schema(path))
+            mismatch = layout.schema_problem(parquet.schema_arrow, expected_schema(path))
             if mismatch is not None or not deep:
                 return mismatch
             for _ in parquet.iter_batches(columns=expected_schema(path).names):
@@ -228,3 +137,28 @@ def check(storage: Storage, path: str, *, deep: bool = False) -> bool:
         _SOUND.clear()
     _SOUND.add(key)
     return True
+
+
+def read_rows(storage: Storage, path: str, data: bytes | None) -> pa.Table | None:
+    """The rows of the file ``path`` whose content is ``data``, in its table's schema;
+    None if it is gone or cannot be read as a file of its table (then it is skipped from
+    now on, with a warning)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if data is None:
+        return None
+    schema = expected_schema(path)
+    try:
+        rows = pq.read_table(pa.BufferReader(data), use_threads=False)
+        reason = layout.schema_problem(rows.schema, schema)
+        if reason is None:
+            rows = rows.select(schema.names).cast(schema)
+            nulls = [f.name for f in schema if not f.nullable and rows.column(f.name).null_count]
+            if not nulls:
+                return rows
+            reason = f"its column {nulls[0]} holds nulls"
+    except pa.ArrowException as error:
+        reason = f"it is not a readable Parquet file of its table ({error})"
+    skip(storage, path, reason)
+    return None

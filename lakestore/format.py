@@ -23,16 +23,17 @@ if TYPE_CHECKING:
 
     from lakestore.storage import Storage
 
-FORMAT_VERSION = 1
-"""The version this lakestore writes and the newest it reads."""
+FORMAT_VERSION = 2
+"""The version this lakestore writes and the only one it reads."""
 
 MARKER_FILE = "_lakestore.json"
 """The file at the store root that records the format version."""
 
 TABLES = ("runs", "params", "metrics", "tags")
-"""The tables of a store, each a hive-partitioned Parquet dataset under ``<root>/<table>/``."""
+"""The tables of a store. Each is a set of Parquet files per experiment (docs/FORMAT.md)."""
 
-PARTITION_KEYS = ("experiment", "run")
+SUMMARIES = "metric_summaries"
+"""The derived table that summarises each run's metrics, written by merges."""
 
 MAX_KEY_LENGTH = 250
 """Longest metric, param or tag key, in characters (as in MLflow)."""
@@ -41,8 +42,8 @@ MAX_VALUE_LENGTH = 4 * 1024 * 1024
 """Longest param value, tag value or run name, in characters."""
 
 MAX_PARTITION_BYTES = 240
-"""Longest escaped partition value in bytes, so that ``experiment=<value>`` fits in the
-255-byte name limit of common filesystems."""
+"""Longest escaped experiment name in bytes, so that its folder name fits in the 255-byte
+name limit of common filesystems."""
 
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 """The statuses a row of the runs table records."""
@@ -59,8 +60,7 @@ LOST_AFTER = 5 * HEARTBEAT_INTERVAL
 """Seconds after its latest row at which readers take a writer whose latest row is
 ``RUNNING`` for lost: five heartbeats missed, time enough for a slow store or a pause."""
 
-_RESERVED_PARTITION_VALUES = ("__HIVE_DEFAULT_PARTITION__",)
-_UNRESERVED_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_UNRESERVED_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -109,34 +109,91 @@ def arrow_schema(table: str) -> pa.Schema:
 
 
 WRITER_COLUMN = "writer_id"
-"""The column of parts that names the writer of each row: the prefix of the name of the run
-file the row was logged in (the runs table stores it in its run files too)."""
+"""The column naming the writer (process) that logged each row."""
+
+SEQUENCE_COLUMN = "seq"
+"""The column holding the sequence number of the inbox file a row was first written in."""
 
 
-def part_schema(table: str) -> pa.Schema:
-    """The Arrow schema of a part of ``table``: ``run``, the table's columns, and the
-    writer of each row (parts written before lakestore kept it lack that column)."""
+@cache
+def file_schema(table: str) -> pa.Schema:
+    """The Arrow schema of every data file of ``table``, inbox file or part alike.
+
+    The experiment and the run come first, then the table's own columns, then the writer
+    of each row and the sequence number of the inbox file it was logged in.
+    """
     import pyarrow as pa
 
-    fields = [pa.field("run", pa.string()), *arrow_schema(table)]
-    if WRITER_COLUMN not in arrow_schema(table).names:
-        fields.append(pa.field(WRITER_COLUMN, pa.string()))
-    return pa.schema(fields)
+    own = [field for field in arrow_schema(table) if field.name != WRITER_COLUMN]
+    return pa.schema(
+        [
+            pa.field("experiment", pa.string(), nullable=False),
+            pa.field("run", pa.string(), nullable=False),
+            *own,
+            pa.field(WRITER_COLUMN, pa.string(), nullable=False),
+            pa.field(SEQUENCE_COLUMN, pa.int64(), nullable=False),
+        ]
+    )
 
 
-def writer_of(file_name: str) -> str:
-    """The writer id of a run file, from its name ``<writer id>-<sequence>.parquet``."""
-    return file_name.rsplit("/", 1)[-1].split("-", 1)[0]
+@cache
+def summary_schema() -> pa.Schema:
+    """The Arrow schema of a metric summary file: one row per experiment, run and key."""
+    import pyarrow as pa
+
+    timestamp = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            pa.field("experiment", pa.string(), nullable=False),
+            pa.field("run", pa.string(), nullable=False),
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("latest", pa.float64()),
+            pa.field("latest_step", pa.int64()),
+            pa.field("latest_timestamp", timestamp),
+            pa.field("min", pa.float64()),
+            pa.field("max", pa.float64()),
+            pa.field("count", pa.int64()),
+        ]
+    )
 
 
-def escape_partition_value(value: str) -> str:
-    """The directory-name form of a partition value, as hive readers decode it.
+@cache
+def snapshot_schema() -> pa.Schema:
+    """The Arrow schema of a snapshot: a row per live part, and a row per writer saying
+    through which sequence number its inbox files are merged."""
+    import pyarrow as pa
 
-    ASCII letters, digits and ``-._~`` and printable non-ASCII characters stay as they are;
-    every other character is percent-encoded as UTF-8 bytes. A value that reads as NULL in
-    some engine (``null`` in any case) gets its first character encoded too. The result
-    never contains ``/`` and never equals ``.`` or ``..`` once prefixed by its key, so it
-    cannot point outside the store.
+    return pa.schema(
+        [
+            pa.field("experiment", pa.string(), nullable=False),
+            pa.field("generation", pa.int64(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("table", pa.string()),
+            pa.field("path", pa.string()),
+            pa.field("rows", pa.int64()),
+            pa.field(WRITER_COLUMN, pa.string()),
+            pa.field("merged_through", pa.int64()),
+        ]
+    )
+
+
+def schema_of(table: str) -> pa.Schema:
+    """The schema of the files of ``table``: a data table, ``metric_summaries`` or
+    ``snapshots``."""
+    if table == SUMMARIES:
+        return summary_schema()
+    if table == "snapshots":
+        return snapshot_schema()
+    return file_schema(table)
+
+
+def escape_name(value: str) -> str:
+    """The folder-name form of an experiment name.
+
+    ASCII letters, digits and ``-_~`` and printable non-ASCII characters stay as they are;
+    every other character (``.`` and ``/`` included) is percent-encoded as UTF-8 bytes, so
+    the result is never ``.`` or ``..`` and never contains ``/``: it cannot point outside
+    the store. Readers never need to decode it: every file holds its experiment's name.
     """
     out = []
     for char in value:
@@ -144,27 +201,12 @@ def escape_partition_value(value: str) -> str:
             out.append(char)
         else:
             out.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8")))
-    if value.lower() == "null":
-        out[0] = f"%{ord(value[0]):02X}"
     return "".join(out)
 
 
-def unescape_partition_value(text: str) -> str:
-    """The partition value a directory name stands for (the inverse of escaping)."""
+def unescape_name(text: str) -> str:
+    """The experiment name a folder name stands for (the inverse of escaping)."""
     return urllib.parse.unquote(text, errors="strict")
-
-
-def partition_dir(table: str, experiment: str, run_id: str) -> str:
-    """The directory, relative to the store root, that holds one run's files of ``table``."""
-    return (
-        f"{table}/experiment={escape_partition_value(experiment)}"
-        f"/run={escape_partition_value(run_id)}"
-    )
-
-
-def data_file_name(writer_id: str, sequence: int) -> str:
-    """The name of a writer's ``sequence``-th file: unique without any coordination."""
-    return f"{writer_id}-{sequence:06d}.parquet"
 
 
 def new_id() -> str:
@@ -181,9 +223,7 @@ def check_experiment_name(name: object) -> str:
     _check_encodable(name, "experiment name", InvalidNameError)
     if "\x00" in name:
         raise InvalidNameError(f"experiment name {name!r} contains a NUL character")
-    if name in _RESERVED_PARTITION_VALUES:
-        raise InvalidNameError(f"experiment name {name!r} is reserved by hive readers")
-    size = len(escape_partition_value(name).encode("utf-8"))
+    size = len(escape_name(name).encode("utf-8"))
     if size > MAX_PARTITION_BYTES:
         raise InvalidNameError(
             f"experiment name {name[:40]!r}... is too long: it takes {size} bytes as a "
@@ -290,7 +330,12 @@ def read_format_version(storage: Storage) -> int | None:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise FormatVersionError(
             f"store {storage.url} has format version {version!r}; this lakestore reads "
-            f"versions up to {FORMAT_VERSION}: pip install -U lakestore"
+            f"version {FORMAT_VERSION}: pip install -U lakestore"
+        )
+    if version < FORMAT_VERSION:
+        raise FormatVersionError(
+            f"store {storage.url} has format version {version}, written by an older "
+            f"lakestore; this one reads version {FORMAT_VERSION}: log to a new store"
         )
     return version
 

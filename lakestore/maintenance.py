@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_TEMPORARY_AGE = 3600.0
@@ -21,7 +22,7 @@ def clean_store(
     never see these files; this only reclaims their space. Returns how many were removed.
     """
     from lakestore.errors import InvalidValueError
-    from lakestore.tracking import open_existing_store
+    from lakestore.stores import open_existing_store
 
     if not older_than >= 0:
         raise InvalidValueError(f"older_than must be seconds >= 0, got {older_than!r}")
@@ -40,7 +41,7 @@ def sync_spool(
     """
     from lakestore.errors import LakestoreError, StoreError
     from lakestore.spool import Spool
-    from lakestore.tracking import open_existing_store
+    from lakestore.stores import open_existing_store
 
     try:
         storage = open_existing_store(uri, storage_options)
@@ -60,28 +61,25 @@ def sync_spool(
 def check_store(
     uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> list[tuple[str, str]]:
-    """The files in the run folders and part folders of the store at ``uri`` (default:
+    """The files under the experiments folder of the store at ``uri`` (default:
     the store runs are written to) that lakestore's readers skip and plain Parquet readers
     fail on, each with the reason: files whose names are not lakestore's, and files that
     cannot be read as a file of their table. Reads the footer of every data file: one
     request each on an object store."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lakestore import files, format
-    from lakestore.tracking import open_existing_store
+    from lakestore import files, layout
+    from lakestore.stores import open_existing_store
 
     storage = open_existing_store(uri, storage_options)
-    paths = [f"{files.COMPACTED_ROOT}/{files.SUMMARIES}/*/*"]
-    for table in format.TABLES:
-        paths += [f"{table}/*/*/*", f"{files.COMPACTED_ROOT}/{table}/*/*"]
-    found = sorted({path for pattern in paths for path in storage.glob(pattern)})
+    found = sorted(storage.list_files(layout.EXPERIMENTS))
 
     def problem(path: str) -> str | None:
-        if files.kind(path) is None:
+        if layout.parse(path) is None:
             return "its name is not that of a lakestore file"
         try:
             return files.problem(storage, path)
-        except FileNotFoundError:  # deleted by a compaction meanwhile
+        except FileNotFoundError:  # deleted by a merge meanwhile
             return None
 
     with ThreadPoolExecutor(16) as pool:
@@ -91,3 +89,28 @@ def check_store(
         for path, reason in zip(found, reasons, strict=True)
         if reason is not None
     ]
+
+
+def compact_store(
+    uri: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    experiment: str | None = None,
+    grace: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Merge every file waiting in the inboxes of the store at ``uri`` (default: the store
+    runs are written to) now, rather than when writers next merge on their own, and delete
+    the files the newest snapshots have not needed for ``grace`` seconds (default 60).
+    Returns the number of inbox files merged; ``progress(done, total)`` is called after
+    each experiment. Safe while writers write, readers read and other merges run."""
+    from lakestore import merge
+    from lakestore.stores import open_existing_store
+
+    storage = open_existing_store(uri, storage_options)
+    return merge.compact(
+        storage,
+        experiment,
+        grace=merge.DEFAULT_GRACE if grace is None else grace,
+        progress=progress,
+    )

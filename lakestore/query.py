@@ -10,10 +10,10 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from lakestore import compaction, files, format, safety, search
+from lakestore import files, format, layout, safety, search
 from lakestore.errors import InvalidValueError, QueryError, StoreError
 from lakestore.storage import Storage
 
@@ -36,20 +36,23 @@ _DUCKDB_TYPES = {
     "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
 }
 
-_LOGGED = ("params", "metrics", "tags")
-"""The tables whose run files name their writer only in their file names."""
-
-_SOURCES: dict[str, tuple[str, str]] = {
-    **{f"{table}_run_files": (table, "run files") for table in format.TABLES},
-    **{f"{table}_parts": (table, "parts") for table in format.TABLES},
-    **{f"{table}_old_parts": (table, "old parts") for table in _LOGGED},
-    "metric_summaries": ("metric_summaries", "summaries"),
-    "metrics_unsummarised_parts": ("metrics", "parts"),
+_SOURCES: dict[str, str] = {
+    **{f"{table}_files": table for table in format.TABLES},
+    "metric_summaries": format.SUMMARIES,
+    "metrics_unsummarised": "metrics",
 }
-"""Each list of files a view reads: its table, and what the files are. "Old parts" were
-written before parts kept the writer of each row."""
+"""Each list of files a view reads, and the table they are files of: each table's live
+files, the metric summaries, and the metrics files no summary covers (inbox files not
+merged yet, and parts whose summary cannot be read)."""
 
-_WRITER_FROM_NAME = r"regexp_extract(filename, '([0-9a-f]{32})-[0-9]+\.parquet$', 1)"
+
+class _Listing(NamedTuple):
+    """The files one listing found live: full paths for each source, and the run of each
+    inbox file (its name says so; a part holds many runs)."""
+
+    sources: dict[str, list[str]]
+    runs_of: dict[str, str]
+
 
 # Views over the raw tables, resolving the append-only records to the current state.
 _VIEWS = {
@@ -77,18 +80,13 @@ _VIEWS = {
                sum(count)::BIGINT AS count
         FROM (
             SELECT experiment, run, key, latest, latest_step, latest_timestamp, min, max, count
-            FROM metric_summaries_log
+            FROM metric_summaries
             UNION ALL
             SELECT experiment, run, key,
                    arg_max(value, (step, timestamp, value)), max(step),
                    arg_max(timestamp, (step, timestamp, value)),
                    min(value), max(value), count(*)
-            FROM (
-                SELECT experiment, run, key, value, step, timestamp FROM metrics_run_files
-                UNION ALL
-                SELECT experiment, run, key, value, step, timestamp
-                FROM metrics_unsummarised_parts
-            )
+            FROM metrics_unsummarised
             GROUP BY experiment, run, key
         )
         GROUP BY experiment, run, key
@@ -147,15 +145,21 @@ _VIEWS = {
 }
 
 
-def _of_runs(listing: dict[str, list[str]], runs: list[str]) -> dict[str, list[str]]:
-    """``listing`` with only the run files of ``runs`` (compacted parts hold many runs)."""
-    folders = {f"run={format.escape_partition_value(run_id)}" for run_id in runs}
-    return {
-        source: [path for path in paths if path.rsplit("/", 2)[-2] in folders]
-        if source.endswith("_run_files")
-        else paths
-        for source, paths in listing.items()
-    }
+def _of_runs(listing: _Listing, runs: list[str]) -> _Listing:
+    """``listing`` without the inbox files of other runs than ``runs`` (parts hold many
+    runs: readers skip their row groups of other runs)."""
+    wanted = set(runs)
+    return _Listing(
+        {
+            source: [
+                path
+                for path in paths
+                if path not in listing.runs_of or listing.runs_of[path] in wanted
+            ]
+            for source, paths in listing.sources.items()
+        },
+        listing.runs_of,
+    )
 
 
 class Store:
@@ -200,97 +204,109 @@ class Store:
             "SET VARIABLE lost_after_us = $1::BIGINT", [round(self.lost_after * 1e6)]
         )
         self._has_files: dict[str, bool] = {}
-
-        def create_views() -> None:
+        self._pinned: _Listing | None = None
+        try:
+            self._point_views_at(_Listing({source: [] for source in _SOURCES}, {}))
             for table in format.TABLES:
-                sources = [f"{table}_run_files", f"{table}_parts"]
-                sources += [f"{table}_old_parts"] if table in _LOGGED else []
-                self.connection.execute(
-                    f"CREATE OR REPLACE VIEW {table}_log AS "
-                    + " UNION ALL BY NAME ".join(f"SELECT * FROM {name}" for name in sources)
+                columns = ", ".join(
+                    f'"{name}"'
+                    for name in format.file_schema(table).names
+                    if name != format.SEQUENCE_COLUMN
                 )
-            self.connection.execute(
-                "CREATE OR REPLACE VIEW metric_summaries_log AS SELECT * FROM metric_summaries"
-            )
+                self.connection.execute(
+                    f"CREATE OR REPLACE VIEW {table}_log AS SELECT {columns} FROM {table}_files"
+                )
             for name, body in _VIEWS.items():
                 self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
-
-        try:
-            self._on_live_files(create_views)
         except duckdb.Error as error:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
         if self.read_only:
             safety.lock(self.connection)
 
-    def _live_files(self) -> dict[str, list[str]]:
-        """The live files of each source, listed now (see lakestore.compaction); files
-        readers skip are left out (see lakestore.files)."""
-        listing = {}
-        for table in format.TABLES:
-            live = compaction.live_files(self.storage, table)
-            listing[f"{table}_run_files"] = [self.storage.path(path) for path in live.runs]
-            if table in _LOGGED:
-                old = {p for p in live.parts if not compaction.has_writer_ids(self.storage, p)}
-                listing[f"{table}_old_parts"] = [self.storage.path(path) for path in sorted(old)]
-            else:
-                old = set()
-            listing[f"{table}_parts"] = [
-                self.storage.path(path) for path in live.parts if path not in old
-            ]
-            if table == "metrics":
-                summarised: dict[str, str] = {}
-                for part in live.parts:
-                    summary = compaction.summary_path(self.storage, part)
-                    if summary is not None and files.whole(self.storage, [summary]):
-                        summarised[part] = summary
-                listing["metric_summaries"] = [
-                    self.storage.path(summary) for summary in summarised.values()
-                ]
-                # A part whose summary cannot be read is summarised from its rows.
-                listing["metrics_unsummarised_parts"] = [
-                    self.storage.path(part) for part in live.parts if part not in summarised
-                ]
-        return listing
+    def _live_files(self) -> _Listing:
+        """The live files of each source, from one listing of the store and its newest
+        snapshots (lakestore.layout); files readers skip are left out (lakestore.files)."""
+        storage = self.storage
+        sources: dict[str, list[str]] = {source: [] for source in _SOURCES}
+        runs_of: dict[str, str] = {}
 
-    def _point_views_at(self, listing: dict[str, list[str]]) -> None:
+        def usable(paths: list[str]) -> list[str]:
+            return [path for path in paths if not files.skipped(storage, path)]
+
+        for found in layout.list_experiments(storage).values():
+            snapshot = found.snapshot
+            for table in format.TABLES:
+                parts = usable([] if snapshot is None else snapshot.live_parts(table))
+                inbox = files.whole(storage, usable(found.unmerged(table)))
+                sources[f"{table}_files"] += [storage.path(path) for path in parts + inbox]
+                runs_of.update((storage.path(path), found.inbox[path].run or "") for path in inbox)
+                if table == "metrics":
+                    summaries = usable(
+                        [] if snapshot is None else snapshot.live_parts(format.SUMMARIES)
+                    )
+                    unsummarised = inbox if summaries else parts + inbox
+                    sources["metric_summaries"] += [storage.path(path) for path in summaries]
+                    sources["metrics_unsummarised"] += [storage.path(path) for path in unsummarised]
+        return _Listing(sources, runs_of)
+
+    def _point_views_at(self, listing: _Listing) -> None:
         """Point each source's view at its files in ``listing``."""
-        for source, paths in listing.items():
+        for source, paths in listing.sources.items():
             if paths:
                 self.connection.execute(f"SET VARIABLE {source} = $1", [paths])
             if self._has_files.get(source) != bool(paths):
-                self._has_files[source] = bool(paths)
+                # Creating the view reads a footer: remembered only once that succeeded.
+                self._has_files.pop(source, None)
                 self.connection.execute(
                     f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(paths))}"
                 )
+                self._has_files[source] = bool(paths)
+
+    @contextlib.contextmanager
+    def _one_listing(self) -> Iterator[None]:
+        """Within this block, every query of this store reads the files of one listing
+        (listed again only if a file vanished or turned out unreadable)."""
+        outermost = self._pinned is None
+        try:
+            yield
+        finally:
+            if outermost:
+                self._pinned = None
 
     def _on_live_files(self, run: Callable[[], T], *, runs: list[str] | None = None) -> T:
-        """``run()`` over the files live now; again over a new listing if a file vanished
-        or turned out unreadable. With ``runs``, the views see only those runs' rows: of
-        the files written by runs, only theirs are read (``run()`` must read at once).
+        """``run()`` over the live files; again over a new listing if a file vanished or
+        turned out unreadable. With ``runs``, the views see only those runs' inbox files
+        (``run()`` must read at once).
 
-        A compaction deletes the files it replaced a grace period after replacing them; a
-        listing made just before can name them. Binding a query reads file footers, so the
-        files it names must exist then; a later listing names the merged file instead.
-        A file that DuckDB cannot read is checked (lakestore.files) and, if it is at
-        fault, skipped from then on.
+        A merge deletes the files its snapshot replaced a grace period after publishing
+        it; a listing made just before can name them. Binding a query reads file
+        footers, so the files it names must exist then; a later listing names the part
+        that holds their rows instead. A file that DuckDB cannot read is checked
+        (lakestore.files) and, if it is at fault, skipped from then on.
         """
         import duckdb
 
         vanished = 0
         while True:
-            listing = whole = self._live_files()
+            if self._pinned is None:
+                self._pinned = self._live_files()
+            whole = listing = self._pinned
             if runs is not None:
                 listing = _of_runs(whole, runs)
             try:
                 self._point_views_at(listing)
                 return run()
             except duckdb.Error as error:
+                self._pinned = None
                 if self._skip_unreadable(error, listing):
                     continue
                 # Errors of Python filesystems (fsspec) arrive as a plain duckdb.Error.
                 missing_file = isinstance(error, duckdb.IOException) or type(error) is duckdb.Error
                 vanished += 1
-                if not missing_file or vanished == _BIND_ATTEMPTS or self._live_files() == whole:
+                if not missing_file or vanished == _BIND_ATTEMPTS:
+                    raise
+                self._pinned = self._live_files()
+                if self._pinned == whole:
                     raise
             finally:
                 if listing != whole:  # relations made earlier read when fetched: all runs
@@ -304,7 +320,7 @@ class Store:
         """
         import duckdb
 
-        listed = {path for paths in listing.values() for path in paths}
+        listed = {path for paths in listing.sources.values() for path in paths}
         suspects = [path for path in _QUOTED.findall(str(error)) if path in listed]
         deep = True
         if not suspects:
@@ -315,7 +331,7 @@ class Store:
             )
             if not isinstance(error, schema_errors):
                 return False
-            suspects, deep = [paths[0] for paths in listing.values() if paths], False
+            suspects, deep = [paths[0] for paths in listing.sources.values() if paths], False
         found = False
         for path in dict.fromkeys(suspects):
             relative = path[len(self.storage.url) + 1 :]
@@ -361,9 +377,10 @@ class Store:
         import duckdb
 
         try:
-            return self._on_live_files(
-                lambda: fetch(self.connection.sql(query, params=params)), runs=runs
-            )
+            with self._one_listing():
+                return self._on_live_files(
+                    lambda: fetch(self.connection.sql(query, params=params)), runs=runs
+                )
         except duckdb.PermissionException as error:
             where = f"; a sandbox reads only the store's files, under {self.storage.url}/"
             raise QueryError(f"{error}{where if self.sandbox else ''}") from None
@@ -435,8 +452,9 @@ class Store:
             f"WHERE {' AND '.join(where)}\nORDER BY {', '.join(order_terms)}"
             + ("\nLIMIT ?" if max_results is not None else "")
         )
-        run_ids = [row[0] for row in self._run(selection, parameters, _fetchall)]
-        return self._wide_runs(run_ids)
+        with self._one_listing():
+            run_ids = [row[0] for row in self._run(selection, parameters, _fetchall)]
+            return self._wide_runs(run_ids)
 
     def _wide_runs(self, run_ids: list[str]) -> duckdb.DuckDBPyRelation:
         """``runs`` rows of ``run_ids``, in that order, with pivoted params, metrics, tags.
@@ -490,7 +508,10 @@ class Store:
         per run (named by run id). With ``only_differences``, keys whose value is the same
         in every run are left out.
         """
-        run_ids = list(dict.fromkeys(run_ids))  # each run once, in the order given
+        with self._one_listing():
+            return self._compare(list(dict.fromkeys(run_ids)), only_differences)
+
+    def _compare(self, run_ids: list[str], only_differences: bool) -> Comparison:
         missing = set(run_ids) - {
             row[0]
             for row in self._run(
@@ -590,32 +611,18 @@ def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
 
 
 def _source(source: str, has_files: bool) -> str:
-    """SQL reading the files of ``source`` (a variable holding a list), or no rows.
-
-    Every source of a table has the same columns, ``writer_id`` included: run files of
-    params, metrics and tags take it from their file names, old parts have none.
-    """
-    table, kind = _SOURCES[source]
-    named_writers = table in _LOGGED and kind == "run files"
+    """SQL reading the files of ``source`` (a variable holding a list), or no rows."""
+    schema = format.schema_of(_SOURCES[source])
     if has_files:
-        partitions = "'experiment': VARCHAR" + (", 'run': VARCHAR" if kind == "run files" else "")
-        scan = (
-            f"read_parquet(getvariable('{source}'), hive_partitioning = true, "
-            f"hive_types = {{{partitions}}}{', filename = true' if named_writers else ''})"
+        columns = ", ".join(f'"{name}"' for name in schema.names)
+        return (
+            f"SELECT {columns} FROM read_parquet(getvariable('{source}'), "
+            "hive_partitioning = false)"
         )
-        if named_writers:
-            return f"SELECT * EXCLUDE (filename), {_WRITER_FROM_NAME} AS writer_id FROM {scan}"
-        if kind == "old parts":
-            return f"SELECT *, NULL::VARCHAR AS writer_id FROM {scan}"
-        return f"SELECT * FROM {scan}"
-    schema = files.summary_schema() if kind == "summaries" else format.part_schema(table)
-    columns = [
-        f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"'
-        for field in schema
-        if field.name != "run"
-    ]
-    columns += [f"NULL::VARCHAR AS {key}" for key in format.PARTITION_KEYS]
-    return f"SELECT {', '.join(columns)} WHERE false"
+    columns = ", ".join(
+        f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"' for field in schema
+    )
+    return f"SELECT {columns} WHERE false"
 
 
 class Comparison(NamedTuple):
@@ -660,7 +667,7 @@ def connect(
     whose writers still running have all been silent for ``lost_after`` seconds (default
     five heartbeats, 300) has status ``CRASHED``.
     """
-    from lakestore.tracking import open_existing_store
+    from lakestore.stores import open_existing_store
 
     return Store(
         open_existing_store(uri, storage_options),

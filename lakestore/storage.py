@@ -19,7 +19,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from lakestore.errors import StoreError
 
@@ -40,6 +40,14 @@ TEMPORARY_PREFIX = "."
 def default_uri() -> str:
     """The store named by $LAKESTORE_URI, else the folder ./lakestore-data."""
     return os.environ.get("LAKESTORE_URI") or DEFAULT_URI
+
+
+class FileInfo(NamedTuple):
+    """What a listing tells of a file: its size in bytes and when it was written."""
+
+    size: int
+    modified: float
+    """Seconds since the epoch, by the clock of the filesystem or object store."""
 
 
 class Storage(ABC):
@@ -87,6 +95,17 @@ class Storage(ABC):
         """The relative paths matching ``pattern`` (``*`` within one path segment)."""
 
     @abstractmethod
+    def list_files(self, prefix: str) -> dict[str, FileInfo]:
+        """Every file under the folder ``prefix``, at any depth, with its size and time:
+        one listing (an object store pages through it, a thousand names a request).
+        Files being written (local temporary files) are left out."""
+
+    def get_many(self, paths: list[str]) -> dict[str, bytes | None]:
+        """The contents of ``paths`` (None for a file that does not exist), fetched
+        concurrently where the backend can."""
+        return {path: self.get(path) for path in paths}
+
+    @abstractmethod
     def open_read(self, relative: str) -> BinaryIO:
         """``relative`` opened for reading, seekable (Parquet readers read the footer first)."""
 
@@ -100,6 +119,11 @@ class Storage(ABC):
     @abstractmethod
     def delete(self, relative: str) -> None:
         """Remove ``relative``; a file already gone is fine."""
+
+    def delete_many(self, paths: list[str]) -> None:
+        """Remove ``paths`` (files already gone are fine), in batches where the backend can."""
+        for path in paths:
+            self.delete(path)
 
     @abstractmethod
     def modified(self, relative: str) -> float:
@@ -151,6 +175,19 @@ class LocalStorage(Storage):
         start = len(self.url) + 1
         return sorted(path[start:] for path in glob.glob(glob.escape(self.url) + "/" + pattern))
 
+    def list_files(self, prefix: str) -> dict[str, FileInfo]:
+        found: dict[str, FileInfo] = {}
+        start = len(self.url) + 1
+        for folder, _, names in os.walk(self.path(prefix)):
+            for name in names:
+                if name.startswith(TEMPORARY_PREFIX):
+                    continue
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    status = os.stat(path)
+                    found[path[start:]] = FileInfo(status.st_size, status.st_mtime)
+        return found
+
     def open_read(self, relative: str) -> BinaryIO:
         return open(self.path(relative), "rb")
 
@@ -181,11 +218,7 @@ class LocalStorage(Storage):
         return removed
 
     def delete(self, relative: str) -> None:
-        path = self.path(relative)
-        _remove_quietly(path)
-        # A run folder emptied by a compaction goes too, or listings would still walk it.
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
+        _remove_quietly(self.path(relative))
 
     def modified(self, relative: str) -> float:
         return os.path.getmtime(self.path(relative))
@@ -243,6 +276,38 @@ class FsspecStorage(Storage):
         start = len(self._root) + 1
         return sorted(path[start:] for path in self.fs.glob(self._full(pattern)))
 
+    def list_files(self, prefix: str) -> dict[str, FileInfo]:
+        assert self.fs is not None
+        start = len(self._root) + 1
+        try:
+            found = self.fs.find(self._full(prefix), detail=True)
+        except FileNotFoundError:
+            return {}
+        listing = {}
+        for path, info in found.items():
+            if info.get("type") == "directory":
+                continue
+            modified = info.get("LastModified") or info.get("mtime") or info.get("created")
+            seconds = modified.timestamp() if hasattr(modified, "timestamp") else modified
+            listing[path[start:]] = FileInfo(int(info.get("size") or 0), float(seconds or 0.0))
+        return listing
+
+    def get_many(self, paths: list[str]) -> dict[str, bytes | None]:
+        assert self.fs is not None
+        if not paths:
+            return {}
+        fetched = self.fs.cat([self._full(path) for path in paths], on_error="return")
+        contents: dict[str, bytes | None] = {}
+        for path in paths:
+            data = fetched.get(self._full(path))
+            if isinstance(data, FileNotFoundError):
+                contents[path] = None
+            elif isinstance(data, BaseException):
+                raise data
+            else:
+                contents[path] = data
+        return contents
+
     def open_read(self, relative: str) -> BinaryIO:
         assert self.fs is not None
         return self.fs.open(self._full(relative), "rb")  # type: ignore[no-any-return]
@@ -251,6 +316,12 @@ class FsspecStorage(Storage):
         assert self.fs is not None
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._full(relative))
+
+    def delete_many(self, paths: list[str]) -> None:
+        assert self.fs is not None
+        if paths:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm([self._full(path) for path in paths])
 
     def modified(self, relative: str) -> float:
         assert self.fs is not None
@@ -293,8 +364,8 @@ def write_bytes(destination: str | BinaryIO, data: bytes) -> None:
 
 
 def _create_in_folder(path: str) -> int:
-    """Create the empty file ``path`` and its folder, even if a compaction removes the
-    folder (once empty) meanwhile; its descriptor, open for writing."""
+    """Create the empty file ``path`` (and its folder, even if another process removes
+    the folder meanwhile); its descriptor, open for writing."""
     for _ in range(10):
         try:
             return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

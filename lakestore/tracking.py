@@ -20,16 +20,16 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lakestore import format
+from lakestore import format, merge
 from lakestore.errors import (
     InvalidValueError,
     NoActiveRunError,
     ParamConflictError,
     RunAlreadyActiveError,
     RunNotFoundError,
-    StoreError,
 )
-from lakestore.storage import Storage, default_uri, open_storage
+from lakestore.storage import Storage
+from lakestore.stores import open_for_writing
 from lakestore.writer import RunWriter, WriterOptions, arrow_column, metric_table
 
 if TYPE_CHECKING:
@@ -40,72 +40,17 @@ logger = logging.getLogger("lakestore")
 DEFAULT_EXPERIMENT = "default"
 """The experiment of runs started with no experiment named (``$LAKESTORE_EXPERIMENT``)."""
 
-_store_uri: str | None = None
-_store_options: dict[str, Any] = {}
 _experiment: str | None = None
-_storages: dict[tuple[str, str], Storage] = {}
-_storages_lock = threading.Lock()
 _active_runs: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
     "lakestore_active_runs", default=()
 )
 _open_runs: set[Run] = set()
 
 
-def set_store(uri: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
-    """Make ``uri`` the store of runs started from now on.
-
-    ``uri`` is a local folder or any fsspec URL (``s3://bucket/prefix``). Without a call,
-    the store is ``$LAKESTORE_URI``, else the folder ``./lakestore-data``.
-    """
-    global _store_uri, _store_options
-    _store_uri = os.fspath(uri)
-    _store_options = dict(storage_options or {})
-
-
-def get_store_uri() -> str:
-    """The store that runs started now would write to."""
-    return _store_uri if _store_uri is not None else default_uri()
-
-
-def get_store_options() -> dict[str, Any]:
-    """The storage options given to set_store()."""
-    return dict(_store_options)
-
-
-def open_existing_store(
-    uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
-) -> Storage:
-    """The store at ``uri`` (default: the store runs are written to), which must exist."""
-    if uri is None:
-        uri = get_store_uri()
-        storage_options = get_store_options() if storage_options is None else storage_options
-    storage = open_storage(uri, storage_options)
-    if format.read_format_version(storage) is None:
-        raise StoreError(
-            f"no lakestore store at {storage.url}: log a run there first, "
-            "or pass the store's location (--store / $LAKESTORE_URI)"
-        )
-    return storage
-
-
 def set_experiment(name: str) -> None:
     """Make ``name`` the experiment of runs started from now on without one."""
     global _experiment
     _experiment = format.check_experiment_name(name)
-
-
-def _storage(uri: str | os.PathLike[str] | None, options: dict[str, Any] | None) -> Storage:
-    """The storage for a store, opened and checked once per process."""
-    if uri is None:
-        uri, options = get_store_uri(), _store_options if options is None else options
-    key = (os.fspath(uri), repr(sorted((options or {}).items())))
-    with _storages_lock:
-        storage = _storages.get(key)
-        if storage is None:
-            storage = open_storage(uri, options)
-            format.ensure_format_marker(storage)
-            _storages[key] = storage
-    return storage
 
 
 _last_us = 0
@@ -497,19 +442,18 @@ def _to_timestamps(timestamps: Any, timestamp_type: pa.DataType, key: str) -> pa
 
 def _find_run(storage: Storage, run_id: str) -> str:
     """The experiment that holds ``run_id``, or RunNotFoundError."""
-    from lakestore import compaction
+    from lakestore import layout
 
-    folder = compaction.find_run(storage, run_id)
-    if folder is None:
+    found = layout.find_run(storage, run_id)
+    if found is None:
         raise RunNotFoundError(f"no run {run_id!r} in store {storage.url}")
-    return format.unescape_partition_value(folder.split("=", 1)[1])
+    return found
 
 
 def _read_run_table(storage: Storage, table: str, experiment: str, run_id: str) -> pa.Table:
-    from lakestore import compaction
+    from lakestore import layout
 
-    folder = f"experiment={format.escape_partition_value(experiment)}"
-    rows = compaction.read_run(storage, table, folder, run_id)
+    rows = layout.read_run(storage, experiment, table, run_id)
     return rows.sort_by("timestamp" if table != "runs" else "event_time")
 
 
@@ -547,7 +491,7 @@ def start_run(
     if run_name is not None:
         format.check_text(run_name, "run name")
     options = WriterOptions.from_environment(flush_interval, flush_rows)
-    storage = _storage(store, storage_options)
+    storage = open_for_writing(store, storage_options)
     _register_exit_handler()
 
     params: dict[str, str] = {}
@@ -701,6 +645,7 @@ def _end_open_runs() -> None:
             run.end(status)
         except Exception as error:  # one run's store being down must not stop the others
             logger.error("lakestore could not end run %s at exit: %s", run.run_id, error)
+    merge.wait_for_merges()
 
 
 def _script_threads_running() -> bool:
@@ -740,8 +685,7 @@ def _forget_runs_after_fork() -> None:
 
     Locks another thread of the parent held at the fork stay held in the child: renew them.
     """
-    global _storages_lock, _clock_lock
-    _storages_lock = threading.Lock()
+    global _clock_lock
     _clock_lock = threading.Lock()
     for run in _open_runs:
         run._writer.abandon_after_fork()

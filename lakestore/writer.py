@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor  # imported now: not at interp
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
-from lakestore import format
+from lakestore import format, layout, merge
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
 from lakestore.spool import Spool
 from lakestore.storage import write_bytes
@@ -91,6 +91,8 @@ class WriterOptions(NamedTuple):
     heartbeat_interval: float = format.HEARTBEAT_INTERVAL
     spool: bool = True
     """Spool files that a remote store refuses to local disk (else keep them in memory)."""
+    merge: bool = True
+    """Merge the experiment's small files in the background as they pile up."""
 
     @classmethod
     def from_environment(
@@ -348,6 +350,8 @@ class RunWriter:
                 raise
             self._unwritten.extend(named)
             self._write_unwritten()
+        if named and self.options.merge:
+            merge.request(self.storage, self.experiment, len(named))
 
     def _name_files(
         self,
@@ -374,10 +378,14 @@ class RunWriter:
             files.append(("runs", _rows_to_table("runs", rows["runs"])))
         named = []
         for table_name, table in files:
-            name = format.data_file_name(self.writer_id, self._sequence)
+            path = layout.inbox_path(
+                self.experiment, table_name, self.run_id, self.writer_id, self._sequence
+            )
+            stored = _file_table(
+                table_name, table, self.experiment, self.run_id, self.writer_id, self._sequence
+            )
             self._sequence += 1
-            path = f"{format.partition_dir(table_name, self.experiment, self.run_id)}/{name}"
-            named.append(_NamedFile(table_name, path, table))
+            named.append(_NamedFile(table_name, path, stored))
         return named
 
     def _write_unwritten(self) -> None:
@@ -754,6 +762,32 @@ def metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.Ar
     stored = format.arrow_schema("metrics")
     schema = stored.set(0, stored.field("key").with_type(pa.dictionary(pa.int32(), pa.string())))
     return pa.Table.from_arrays([keys, values, steps, times], schema=schema)
+
+
+def _file_table(
+    table_name: str, table: pa.Table, experiment: str, run_id: str, writer_id: str, sequence: int
+) -> pa.Table:
+    """``table`` (in its table's own schema) as the columns of an inbox file: the
+    experiment, the run, the writer and the file's sequence number on every row."""
+    import pyarrow as pa
+
+    rows = table.num_rows
+    zeros = _typed(pa.int32(), array.array("i", [0]) * rows)
+
+    def constant(text: str) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(zeros, arrow_column([text], pa.string()))
+
+    schema = format.file_schema(table_name)
+    own = schema.names[2:-2]
+    columns = [
+        constant(experiment),
+        constant(run_id),
+        *(table.column(name) for name in own),
+        constant(writer_id),
+        _typed(pa.int64(), array.array("q", [sequence]) * rows),
+    ]
+    fields = [field.with_type(column.type) for field, column in zip(schema, columns, strict=True)]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:

@@ -21,6 +21,8 @@ Modes:
       log points of metric "loss" (step i, value i), flushing every 0.1 s, until a line
       arrives on stdin; print the run id first and the number of points logged after each
       explicit flush; then end the run and print "ended".
+  merge URI GRACE
+      merge the store again and again (lakestore.compact) until killed.
   exit URI HOW
       log a param and a metric, do not end the run, then leave by HOW: "normal", "raise"
       or "interrupt".
@@ -161,8 +163,13 @@ def thread(uri: str) -> None:
     threading.Thread(target=log).start()
 
 
+def merge_forever(uri: str, grace: str) -> None:
+    while True:
+        lakestore.compact(uri, grace=float(grace))
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     modes = {"write": write, "halves": halves, "forever": forever, "steady": steady, "exit": leave}
-    modes |= {"fork": fork, "thread": thread}
+    modes |= {"fork": fork, "thread": thread, "merge": merge_forever}
     modes[mode](*args)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lakestore import tracking
+from lakestore import stores, tracking
 
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "lakestore-test",
@@ -107,6 +107,5 @@ def _no_leftover_runs() -> Iterator[None]:
     yield
     while (run := tracking.active_run()) is not None:
         run.end("KILLED")
-    tracking._store_uri = None
-    tracking._store_options = {}
+    stores.reset()
     tracking._experiment = None

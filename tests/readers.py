@@ -1,32 +1,32 @@
 """Read a store the way docs/FORMAT.md tells direct readers to, with no lakestore code.
 
-Each function returns a table's rows as sorted tuples (NaN replaced by the string "NaN",
-so that rows compare equal), partition columns ``experiment`` and ``run`` first. The
-writer of each row comes from the ``writer_id`` column of parts and, for run files of
-params, metrics and tags, from the file's name, as FORMAT.md says.
+Each reader follows the read protocol: take each experiment's newest snapshot, read the
+parts it names, and read the inbox files whose sequence number is greater than the one
+through which the snapshot says their writer is merged. Each function returns a table's
+rows as sorted tuples (NaN replaced by the string "NaN", so that rows compare equal),
+``experiment`` and ``run`` first, without the ``seq`` column.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from typing import Any
 
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs
 import s3fs
-
-WRITER_FROM_NAME = r"([0-9a-f]{32})-[0-9]+\.parquet$"
 
 
 def _normalise(table: pa.Table) -> list[tuple[Any, ...]]:
     names = [
         "experiment",
         "run",
-        *[n for n in table.column_names if n not in ("experiment", "run")],
+        *[n for n in table.column_names if n not in ("experiment", "run", "seq")],
     ]
     rows = []
     for row in table.select(names).to_pylist():
@@ -48,6 +48,7 @@ def _s3fs() -> s3fs.S3FileSystem:
 
 
 def _has(uri: str, pattern: str) -> bool:
+    """Whether ``pattern`` matches a file (DuckDB and Polars refuse an empty glob)."""
     if _is_s3(uri):
         return bool(_s3fs().glob(f"{uri}/{pattern}"))
     import glob
@@ -55,78 +56,89 @@ def _has(uri: str, pattern: str) -> bool:
     return bool(glob.glob(f"{glob.escape(uri)}/{pattern}"))
 
 
+SNAPSHOTS = "experiments/*/snapshots/*.parquet"
+
+
 def has_files(uri: str, table: str) -> bool:
-    """True if the table holds at least one data file (readers fail on an empty glob)."""
-    return _has(uri, f"{table}/*/*/*.parquet") or _has(uri, f"compacted/{table}/*/*.parquet")
+    """True if the table holds at least one data file."""
+    return _has(uri, _inbox(table)) or _has(uri, f"experiments/*/parts/{table}/*.parquet")
+
+
+def _inbox(table: str) -> str:
+    return f"experiments/*/inbox/{table}/*.parquet"
 
 
 def read_duckdb(uri: str, table: str) -> list[tuple[Any, ...]]:
     connection = duckdb.connect()
     if _is_s3(uri):
         connection.register_filesystem(_s3fs())
+    connection.execute(
+        "CREATE TABLE snapshot (experiment VARCHAR, generation BIGINT, kind VARCHAR, "
+        '"table" VARCHAR, path VARCHAR, writer_id VARCHAR, merged_through BIGINT)'
+    )
+    if _has(uri, SNAPSHOTS):
+        connection.execute(
+            'INSERT INTO snapshot SELECT experiment, generation, kind, "table", path, '
+            f"writer_id, merged_through FROM read_parquet('{uri}/{SNAPSHOTS}') "
+            "QUALIFY generation = max(generation) OVER (PARTITION BY experiment)"
+        )
     selects = []
-    if _has(uri, f"{table}/*/*/*.parquet"):
-        columns = "*"
-        if table != "runs":  # the writer of a row is in its file's name
-            writer = f"regexp_extract(filename, '{WRITER_FROM_NAME}', 1)"
-            columns = f"* EXCLUDE (filename), {writer} AS writer_id"
+    connection.execute(
+        f"SET VARIABLE parts = (SELECT list('{uri}/' || path) FROM snapshot "
+        f"WHERE kind = 'part' AND \"table\" = '{table}')"
+    )
+    if connection.sql("SELECT len(getvariable('parts'))").fetchall()[0][0]:
+        selects.append("SELECT * FROM read_parquet(getvariable('parts'))")
+    if _has(uri, _inbox(table)):
         selects.append(
-            f"SELECT {columns} FROM read_parquet('{uri}/{table}/*/*/*.parquet', "
-            "hive_partitioning = true, hive_types = {'experiment': VARCHAR, 'run': VARCHAR}, "
-            f"filename = {table != 'runs'})"
+            f"SELECT inbox.* FROM read_parquet('{uri}/{_inbox(table)}') AS inbox "
+            "LEFT JOIN (SELECT writer_id, merged_through FROM snapshot WHERE kind = 'merged') "
+            "USING (writer_id) WHERE merged_through IS NULL OR seq > merged_through"
         )
-    if _has(uri, f"compacted/{table}/*/*.parquet"):
-        selects.append(
-            f"SELECT * FROM read_parquet('{uri}/compacted/{table}/*/*.parquet', "
-            "hive_partitioning = true, hive_types = {'experiment': VARCHAR})"
-        )
-    result = connection.sql(" UNION ALL BY NAME ".join(selects)).to_arrow_table()
+    result = connection.sql(" UNION ALL ".join(selects)).to_arrow_table()
     return _normalise(result)
 
 
+def _polars_options(uri: str) -> dict[str, str] | None:
+    if not _is_s3(uri):
+        return None
+    return {
+        "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "aws_region": "us-east-1",
+        "aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"],
+        "aws_allow_http": "true",
+    }
+
+
 def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
-    options = None
-    if _is_s3(uri):
-        options = {
-            "aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
-            "aws_region": "us-east-1",
-            "aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"],
-            "aws_allow_http": "true",
-        }
+    options = _polars_options(uri)
     frames = []
-    if _has(uri, f"{table}/*/*/*.parquet"):
-        run_files = pl.scan_parquet(
-            f"{uri}/{table}/**/*.parquet",
-            hive_partitioning=True,
-            hive_schema={"experiment": pl.String, "run": pl.String},
-            storage_options=options,
-            include_file_paths="path",
+    merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
+    if _has(uri, SNAPSHOTS):
+        snapshot = pl.read_parquet(f"{uri}/{SNAPSHOTS}", storage_options=options).filter(
+            pl.col("generation") == pl.col("generation").max().over("experiment")
         )
-        if table != "runs":
-            writer = pl.col("path").str.extract(WRITER_FROM_NAME, 1).alias("writer_id")
-            run_files = run_files.with_columns(writer)
-        frames.append(run_files.drop("path"))
-    if _has(uri, f"compacted/{table}/*/*.parquet"):
-        frames.append(
-            pl.scan_parquet(
-                f"{uri}/compacted/{table}/**/*.parquet",
-                hive_partitioning=True,
-                hive_schema={"experiment": pl.String},
-                storage_options=options,
-            )
+        parts = snapshot.filter((pl.col("kind") == "part") & (pl.col("table") == table))
+        if len(parts):
+            paths = [f"{uri}/{path}" for path in parts["path"]]
+            frames.append(pl.scan_parquet(paths, storage_options=options))
+        merged = snapshot.filter(pl.col("kind") == "merged").select("writer_id", "merged_through")
+    if _has(uri, _inbox(table)):
+        inbox = (
+            pl.scan_parquet(f"{uri}/{_inbox(table)}", storage_options=options)
+            .join(merged.lazy(), on="writer_id", how="left")
+            .filter(pl.col("merged_through").is_null() | (pl.col("seq") > pl.col("merged_through")))
+            .drop("merged_through")
         )
-    return _normalise(pl.concat(frames, how="diagonal").collect().to_arrow())
+        frames.append(inbox)
+    return _normalise(pl.concat(frames).collect().to_arrow())
 
 
 def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
-    filesystem = None
-    root = uri
     if _is_s3(uri):
-        from pyarrow.fs import S3FileSystem
-
         endpoint = os.environ["AWS_ENDPOINT_URL"]
-        filesystem = S3FileSystem(
+        filesystem: pyarrow.fs.FileSystem = pyarrow.fs.S3FileSystem(
             access_key=os.environ["AWS_ACCESS_KEY_ID"],
             secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
             endpoint_override=endpoint.split("://", 1)[1],
@@ -134,33 +146,43 @@ def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
             region="us-east-1",
         )
         root = uri[len("s3://") :]
+    else:
+        filesystem, root = pyarrow.fs.LocalFileSystem(), uri
+    listing = filesystem.get_file_info(
+        pyarrow.fs.FileSelector(f"{root}/experiments", recursive=True)
+    )
+    paths = [info.path for info in listing if info.path.endswith(".parquet")]
+    snapshot_files = [path for path in paths if path.split("/")[-2] == "snapshots"]
+    inbox_files = [path for path in paths if path.split("/")[-3:-1] == ["inbox", table]]
     tables = []
-    if _has(uri, f"{table}/*/*/*.parquet"):
-        partitioning = ds.partitioning(
-            pa.schema([("experiment", pa.string()), ("run", pa.string())]), flavor="hive"
+    merged: dict[str, int] = {}
+    if snapshot_files:
+        snapshot = ds.dataset(snapshot_files, format="parquet", filesystem=filesystem).to_table()
+        newest: dict[str, int] = {}
+        for experiment, generation in zip(
+            snapshot["experiment"].to_pylist(), snapshot["generation"].to_pylist(), strict=True
+        ):
+            newest[experiment] = max(newest.get(experiment, 0), generation)
+        rows = [
+            row for row in snapshot.to_pylist() if row["generation"] == newest[row["experiment"]]
+        ]
+        parts = [
+            f"{root}/{row['path']}"
+            for row in rows
+            if row["kind"] == "part" and row["table"] == table
+        ]
+        merged = {
+            row["writer_id"]: row["merged_through"] for row in rows if row["kind"] == "merged"
+        }
+        if parts:
+            tables.append(ds.dataset(parts, format="parquet", filesystem=filesystem).to_table())
+    if inbox_files:
+        inbox = ds.dataset(inbox_files, format="parquet", filesystem=filesystem).to_table()
+        through = pa.array(
+            [merged.get(writer, -1) for writer in inbox["writer_id"].to_pylist()], pa.int64()
         )
-        dataset = ds.dataset(
-            f"{root}/{table}", format="parquet", partitioning=partitioning, filesystem=filesystem
-        )
-        for fragment in dataset.get_fragments():
-            rows = fragment.to_table(schema=dataset.schema)
-            if table != "runs":
-                writer = re.search(WRITER_FROM_NAME, fragment.path)
-                assert writer is not None
-                rows = rows.append_column(
-                    "writer_id", pa.array([writer.group(1)] * len(rows), pa.string())
-                )
-            tables.append(rows)
-    if _has(uri, f"compacted/{table}/*/*.parquet"):
-        partitioning = ds.partitioning(pa.schema([("experiment", pa.string())]), flavor="hive")
-        dataset = ds.dataset(
-            f"{root}/compacted/{table}",
-            format="parquet",
-            partitioning=partitioning,
-            filesystem=filesystem,
-        )
-        tables.append(dataset.to_table())
-    return _normalise(pa.concat_tables(tables, promote_options="default"))
+        tables.append(inbox.filter(pc.greater(inbox["seq"], through)))
+    return _normalise(pa.concat_tables(tables, promote_options="permissive"))
 
 
 READERS = {"duckdb": read_duckdb, "polars": read_polars, "pyarrow": read_pyarrow}

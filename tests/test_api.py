@@ -142,7 +142,6 @@ def _escape(message: str) -> str:
     [
         ("", "must not be empty"),
         ("a\x00b", "NUL character"),
-        ("__HIVE_DEFAULT_PARTITION__", "reserved"),
         ("x" * 241, "the limit is 240"),
         ("日" * 81, "the limit is 240"),
         ("\udcff", "not valid Unicode"),
@@ -353,7 +352,7 @@ def test_data_is_visible_within_the_flush_interval(tmp_path: Path) -> None:
 
 
 def _has_metrics(uri: str) -> bool:
-    return any(Path(uri, "metrics").glob("*/*/*.parquet"))
+    return any(Path(uri, "experiments").glob("*/inbox/metrics/*.parquet"))
 
 
 def test_flush_rows_starts_a_flush_before_the_interval(tmp_path: Path) -> None:
@@ -505,7 +504,7 @@ def test_a_rejected_start_leaves_no_run_behind(tmp_path: Path) -> None:
     with pytest.raises(InvalidNameError, match="tag key must not be empty"):
         lakestore.start_run(store=uri, tags={"": "x"})
     assert lakestore.active_run() is None
-    assert not list(tmp_path.glob("runs/*/*/*.parquet"))
+    assert not list(tmp_path.glob("experiments/*/inbox/*/*.parquet"))
 
 
 @pytest.mark.parametrize(
@@ -633,14 +632,14 @@ def test_an_end_interrupted_by_ctrl_c_is_completed_by_the_next_end(tmp_path: Pat
 
 
 def test_a_start_that_cannot_write_leaves_no_run_behind(tmp_path: Path) -> None:
-    blocker = tmp_path / "runs"
-    blocker.write_text("a file where the runs folder should be")
+    blocker = tmp_path / "experiments"
+    blocker.write_text("a file where the experiments folder should be")
     with pytest.raises(lakestore.LakestoreError, match="could not write"):
         lakestore.start_run(store=str(tmp_path), flush_interval=0.05)
     time.sleep(0.2)  # no background flush is left to write the run later
     blocker.unlink()
     time.sleep(0.2)
-    assert not list(tmp_path.glob("runs/*/*/*.parquet"))
+    assert not list(tmp_path.glob("experiments/*/inbox/*/*.parquet"))
     assert lakestore.active_run() is None
 
 

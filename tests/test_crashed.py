@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lakestore
-from lakestore import format
+from lakestore import format, layout
 from lakestore.errors import InvalidValueError
 from lakestore.storage import open_storage
 from lakestore_cli.main import app
@@ -47,11 +47,14 @@ def _write_events(uri: str, run_id: str, writer: str, sequence: int, events: lis
             "start_time": _ago(ago) if status == "RUNNING" else None,
             "end_time": None if status == "RUNNING" else _ago(ago),
             "writer_id": writer,
+            "experiment": "e",
+            "run": run_id,
+            "seq": sequence,
         }
         for status, ago in events
     ]
-    table = pa.Table.from_pylist(rows, schema=format.arrow_schema("runs"))
-    path = f"{format.partition_dir('runs', 'e', run_id)}/{format.data_file_name(writer, sequence)}"
+    table = pa.Table.from_pylist(rows, schema=format.file_schema("runs"))
+    path = layout.inbox_path("e", "runs", run_id, writer, sequence)
     storage.put_file(path, lambda destination: pq.write_table(table, destination))
 
 

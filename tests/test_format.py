@@ -1,4 +1,5 @@
-"""The format's name rules: escaping partition values, and what the escaped form guarantees."""
+"""The format's name rules: escaping experiment names, and what the escaped form and the
+paths built from it guarantee."""
 
 from __future__ import annotations
 
@@ -6,22 +7,24 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lakestore import format
+from lakestore import format, layout
+from lakestore.errors import InvalidNameError
 
 any_text = st.text(st.characters(exclude_categories=["Cs"]), min_size=1)
+WRITER = "0123456789abcdef" * 2
 
 
 @given(any_text)
 def test_escaping_round_trips_and_stays_one_safe_segment(value: str) -> None:
-    escaped = format.escape_partition_value(value)
-    assert format.unescape_partition_value(escaped) == value
+    escaped = format.escape_name(value)
+    assert format.unescape_name(escaped) == value
     assert "/" not in escaped
     assert "\\" not in escaped
     assert "\x00" not in escaped
-    assert escaped.lower() != "null"
+    assert "." not in escaped  # so never "." or ".."
     assert all(ch.isprintable() and not ch.isspace() for ch in escaped)
 
 
@@ -31,29 +34,54 @@ def test_escaping_round_trips_and_stays_one_safe_segment(value: str) -> None:
         ("mnist", "mnist"),
         ("a b", "a%20b"),
         ("a/b", "a%2Fb"),
-        ("..", ".."),
+        ("..", "%2E%2E"),
+        (".", "%2E"),
+        ("v1.2", "v1%2E2"),
         ("x=1", "x%3D1"),
         ("50%", "50%25"),
         ("日本", "日本"),
         ("é", "é"),
-        ("null", "%6Eull"),
-        ("NULL", "%4EULL"),
+        ("null", "null"),
+        ("NULL", "NULL"),
+        ("__HIVE_DEFAULT_PARTITION__", "__HIVE_DEFAULT_PARTITION__"),
         ("tab\there", "tab%09here"),
         ("\u00a0", "%C2%A0"),
     ],
 )
 def test_escaped_forms(value: str, escaped: str) -> None:
-    assert format.escape_partition_value(value) == escaped
+    assert format.escape_name(value) == escaped
 
 
-@pytest.mark.parametrize("name", ["../../etc", "/abs/path", "..", "a/../../b", "C:\\x"])
-def test_hostile_names_stay_inside_the_partition_folder(name: str) -> None:
-    directory = format.partition_dir("metrics", format.check_experiment_name(name), "r1")
-    parts = directory.split("/")
-    assert len(parts) == 3
-    assert parts[0] == "metrics"
-    assert parts[1].startswith("experiment=")
-    assert parts[2] == "run=r1"
+@given(any_text, st.integers(min_value=0, max_value=10**9))
+def test_an_inbox_path_parses_back_to_what_built_it(experiment: str, sequence: int) -> None:
+    try:
+        format.check_experiment_name(experiment)
+    except InvalidNameError:
+        assume(False)
+    path = layout.inbox_path(experiment, "metrics", "r-1_x", WRITER, sequence)
+    entry = layout.parse(path)
+    assert entry == layout.Entry(
+        "inbox", layout.experiment_folder(experiment), "metrics", "r-1_x", WRITER, sequence
+    )
+    assert format.unescape_name(entry.folder.split("/")[1]) == experiment
+
+
+@pytest.mark.parametrize("name", ["../../etc", "/abs/path", "..", ".", "a/../../b", "C:\\x"])
+def test_hostile_names_stay_inside_the_experiment_folder(name: str) -> None:
+    folder = layout.experiment_folder(format.check_experiment_name(name))
+    assert folder.split("/") == ["experiments", format.escape_name(name)]
+    assert folder.split("/")[1] not in (".", "..", "")
+    paths = [
+        layout.inbox_path(name, "metrics", "r1", WRITER, 0),
+        layout.part_path(folder, "metrics", 1),
+        layout.snapshot_path(folder, 1),
+    ]
+    for path, kind, segments in zip(paths, ["inbox", "part", "snapshot"], [5, 5, 4], strict=True):
+        assert path.startswith(f"{folder}/")
+        assert len(path.split("/")) == segments
+        entry = layout.parse(path)
+        assert entry is not None
+        assert (entry.kind, entry.folder) == (kind, folder)
 
 
 def test_import_and_first_log_call_load_no_query_engine(tmp_path) -> None:

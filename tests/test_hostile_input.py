@@ -366,7 +366,7 @@ def test_cli_takes_hostile_names_as_values_never_as_paths(
             assert result.exit_code == 1
             assert f"error: no run {name!r}" in result.stderr
             result = _cli("compact", "--experiment", name, "--grace", "0", "-s", uri)
-            assert (result.exit_code, result.stderr) == (0, "wrote 0 part(s)\n"), name
+            assert (result.exit_code, result.stderr) == (0, "merged 0 inbox file(s)\n"), name
         result = _cli("history", cli_store["x"], "--metric", "../k", "-s", uri, "-f", "json")
         assert [json.loads(line)["value"] for line in result.stdout.splitlines()] == [1.0]
         result = _cli("export", "metrics", str(exported), "--experiment", "../x", "-s", uri)
@@ -378,7 +378,7 @@ def test_cli_takes_hostile_names_as_values_never_as_paths(
         assert result.exit_code == 1
         assert "cannot export '../metrics'" in result.stderr
         result = _cli("compact", "--experiment", "../x", "--grace", "0", "-s", uri)
-        assert (result.exit_code, result.stderr) == (0, "wrote 2 part(s)\n")
+        assert (result.exit_code, result.stderr) == (0, "merged 3 inbox file(s)\n")
     assert _metric_rows(uri) == _sorted([("../x", "../k", 1.0, 0), ("../x", "k", 2.0, 0),
                                          ("x", "../k", 1.0, 0), ("x", "k", 2.0, 0)])  # fmt: skip
 
@@ -400,7 +400,7 @@ def test_cli_as_a_real_process_keeps_to_the_store(
             [command, "compact", "-e", "../../x", "--grace", "0", "-s", uri],
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
-        assert done.stderr == "wrote 2 part(s)\n"
+        assert done.stderr == "merged 3 inbox file(s)\n"
     assert _metric_rows(uri) == [("../../x", "loss", 0.5, 0)]
 
 
@@ -887,10 +887,10 @@ def test_a_small_flush_after_many_keys_writes_a_small_file(tmp_path: Path) -> No
     with lakestore.start_run(store=uri, flush_interval=3600) as run:
         run.log_metrics({f"{index:06d}-{os.urandom(16).hex()}": 1.0 for index in range(MANY_KEYS)})
         run.flush()
-        files = set(tmp_path.glob("metrics/*/*/*.parquet"))
+        files = set(tmp_path.glob("experiments/*/inbox/metrics/*.parquet"))
         run.log_metric("loss", 1.0, step=1)
         run.flush()
-    (small,) = set(tmp_path.glob("metrics/*/*/*.parquet")) - files
+    (small,) = set(tmp_path.glob("experiments/*/inbox/metrics/*.parquet")) - files
     assert small.stat().st_size < 100_000
 
 

@@ -147,8 +147,9 @@ def _metric_files(uri: str) -> int:
     if uri.startswith("s3://"):
         import s3fs
 
-        return len(s3fs.S3FileSystem(use_listings_cache=False).glob(f"{uri}/metrics/*/*/*.parquet"))
-    return len(list(Path(uri, "metrics").glob("*/*/*.parquet")))
+        pattern = f"{uri}/experiments/*/inbox/metrics/*.parquet"
+        return len(s3fs.S3FileSystem(use_listings_cache=False).glob(pattern))
+    return len(list(Path(uri, "experiments").glob("*/inbox/metrics/*.parquet")))
 
 
 @pytest.mark.slow
@@ -189,10 +190,11 @@ def test_temporary_files_are_invisible_to_readers(tmp_path: Path) -> None:
     uri = str(tmp_path)
     with lakestore.start_run(store=uri) as run:
         run.log_metric("loss", 1.0)
-    folder = next(Path(uri, "metrics").glob("*/*"))
-    whole = next(folder.glob("*.parquet")).read_bytes()
+    written = next(Path(uri, "experiments").glob("*/inbox/metrics/*.parquet"))
+    whole = written.read_bytes()
     # What a writer killed in the middle of a write leaves behind: a partial temporary file.
-    (folder / f".{run.run_id}-000009.parquet.{'0' * 32}.tmp").write_bytes(whole[: len(whole) // 2])
+    partial = f".{run.run_id}.{'1' * 32}-000009.parquet.{'0' * 32}.tmp"
+    (written.parent / partial).write_bytes(whole[: len(whole) // 2])
     for read in READERS.values():
         assert [row[2:5] for row in read(uri, "metrics")] == [("loss", 1.0, 0)]
     with lakestore.connect(uri) as store:

@@ -16,10 +16,7 @@ from tests.readers import READERS, has_files
 
 text = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 names = st.text(text, min_size=1, max_size=30).filter(
-    lambda name: (
-        name not in ("__HIVE_DEFAULT_PARTITION__",)
-        and len(format.escape_partition_value(name).encode()) <= format.MAX_PARTITION_BYTES
-    )
+    lambda name: len(format.escape_name(name).encode()) <= format.MAX_PARTITION_BYTES
 )
 keys = st.text(text, min_size=1, max_size=30)
 metric_values = st.floats(allow_nan=True, allow_infinity=True)

@@ -45,7 +45,7 @@ WRITES = [
     "CREATE OR REPLACE VIEW metrics AS SELECT 1",
     "SET enable_external_access = true",
     "RESET lock_configuration",
-    "SET VARIABLE metrics_run_files = []",
+    "SET VARIABLE metrics_files = []",
     "PRAGMA enable_profiling",
     "PRAGMA profiling_output = '{outside}/profile.json'",
     "EXPLAIN ANALYZE COPY (SELECT 1) TO '{outside}/explained.csv'",
@@ -111,7 +111,7 @@ def test_read_only_reads_files_outside_the_store_and_a_sandbox_does_not(
             "SELECT * FROM read_text('/etc/hostname')",
             "SELECT * FROM glob('/etc/*')",
             f"SELECT * FROM read_csv('{root}/../{Path(outside).name}/secret.csv')",
-            f"SELECT * FROM read_text('{root}/metrics/../../outside/secret.csv')",
+            f"SELECT * FROM read_text('{root}/experiments/../../outside/secret.csv')",
             f"SELECT * FROM read_text('{root}-other/x')",
         ]:
             result = _outcome(store, query)
@@ -122,9 +122,8 @@ def test_read_only_reads_files_outside_the_store_and_a_sandbox_does_not(
         with pytest.raises(QueryError, match="Permission Error") as refused:
             store.sql(secret)
         assert f"a sandbox reads only the store's files, under {root}/" in str(refused.value)
-        assert store.sql(f"SELECT count(*) > 0 FROM glob('{root}/*/*/*/*.parquet')").fetchall() == [
-            (True,)
-        ]
+        inbox = f"{root}/experiments/*/inbox/*/*.parquet"
+        assert store.sql(f"SELECT count(*) > 0 FROM glob('{inbox}')").fetchall() == [(True,)]
 
 
 def _outcome(store: lakestore.Store, query: str) -> list[tuple[object, ...]] | str:

@@ -1,6 +1,6 @@
 """The writer of each row: several processes write one run (as the ranks of a distributed
-job do), and every view and raw table tells which one logged each row, before and after
-compaction, with parts written before lakestore kept the writer still readable."""
+job do), and every view and raw table, and every plain reader, tells which one logged each
+row, whether it is read from an inbox file or from a part."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import lakestore
+from lakestore import format, layout
 from lakestore.storage import open_storage
+from tests.readers import READERS
 
 CHILD = str(Path(__file__).with_name("child_writer.py"))
 RANKS = 4
@@ -66,63 +68,99 @@ def test_each_row_names_its_writer_before_and_after_compaction(store_uri: str) -
         summary = store.sql("SELECT count FROM metric_summary WHERE run_id = ?", [run_id])
         assert summary.fetchall() == [(1 + RANKS * ROWS,)]
 
-    assert lakestore.compact(store_uri, grace=0) == 3  # runs, params, metrics: no tags
+    storage = open_storage(store_uri)
+    [found] = layout.list_experiments(storage).values()
+    waiting = len(found.unmerged())
+    assert waiting >= 1
+    assert lakestore.compact(store_uri, grace=0) == waiting
     with lakestore.connect(store_uri) as store:
         assert _per_writer(store) == before
         assert store.sql("SELECT writer_id FROM params").fetchall() == [(first,)]
-        found = store.search_runs("metrics.loss >= 0 and params.world_size = 4")
-        assert found.select("run_id").fetchall() == [(run_id,)]
+        searched = store.search_runs("metrics.loss >= 0 and params.world_size = 4")
+        assert searched.select("run_id").fetchall() == [(run_id,)]
 
-    storage = open_storage(store_uri)
-    [part] = storage.glob("compacted/metrics/experiment=ddp/*.parquet")
-    with storage.open_read(part) as file:
-        metadata = pq.ParquetFile(file).metadata
-    column = metadata.row_group(0).column(metadata.schema.names.index("writer_id"))
-    assert "RLE_DICTIONARY" in column.encodings
-
-
-def _strip_writers(uri: str, part: str) -> None:
-    """Replace ``part`` by the part lakestore wrote before parts kept the writer: the same
-    rows and footer metadata, no writer_id column, as the next generation (a part never
-    changes under its name)."""
-    path = Path(uri) / part
-    table = pq.read_table(path)
-    metadata = pq.read_metadata(path).metadata
-    table = table.drop_columns(["writer_id"]).replace_schema_metadata(metadata)
-    pq.write_table(table, path.with_name("part-0000000002.parquet"))
-    path.unlink()
+    [found] = layout.list_experiments(storage).values()
+    assert found.unmerged() == []
+    assert found.snapshot is not None
+    assert sorted(found.snapshot.parts) == ["metric_summaries", "metrics", "params", "runs"]
+    for part in found.snapshot.live_parts("metrics"):
+        with storage.open_read(part) as file:
+            metadata = pq.ParquetFile(file).metadata
+        for group in range(metadata.num_row_groups):
+            column = metadata.row_group(group).column(metadata.schema.names.index("writer_id"))
+            assert "RLE_DICTIONARY" in column.encodings
 
 
-@pytest.mark.parametrize("table", ["metrics", "params", "tags"])
-def test_parts_without_writers_read_as_null(tmp_path: Path, table: str) -> None:
+LOGGED = {"runs": "status", "params": "key", "metrics": "value", "tags": "value"}
+"""For each table, a column whose values tell what each writer logged."""
+
+
+def _log_as_a_new_writer(uri: str, run_id: str | None, number: int) -> tuple[str, str]:
+    """Start (or resume) a run in a new writer and log a param, a metric and a tag that
+    ``number`` tells apart; returns the run id and the writer id."""
+    with lakestore.start_run(run_id, store=uri, experiment="e", tags={"t": f"v{number}"}) as run:
+        run.log_param(f"p{number}", number)
+        run.log_metric("m", float(number), step=number)
+    return run.run_id, run._writer.writer_id
+
+
+def _expected(table: str, run_id: str, writer: str, number: int) -> list[tuple[object, ...]]:
+    logged: list[object] = {
+        "runs": ["RUNNING", "FINISHED"],
+        "params": [f"p{number}"],
+        "metrics": [float(number)],
+        "tags": [f"v{number}"],
+    }[table]
+    return [("e", run_id, value, writer) for value in logged]
+
+
+def _rows_with_writers(uri: str, table: str) -> dict[str, list[tuple[object, ...]]]:
+    """(experiment, run, logged value, writer id) of every row of ``table``, as lakestore's
+    raw table and each plain reader of docs/FORMAT.md read them."""
+    column = LOGGED[table]
+    with lakestore.connect(uri) as store:
+        rows = {
+            "lakestore": store.sql(
+                f"SELECT experiment, run, {column}, writer_id FROM {table}_log ORDER BY ALL"
+            ).fetchall()
+        }
+        if table != "runs":  # the view of the current state keeps each row's writer
+            view = store.sql(f"SELECT experiment, run_id, {column}, writer_id FROM {table}")
+            assert set(view.fetchall()) <= set(rows["lakestore"])
+    names = format.file_schema(table).names
+    at = [names.index(name) for name in ("experiment", "run", column, "writer_id")]
+    for name, read in READERS.items():
+        rows[name] = sorted(tuple(row[index] for index in at) for row in read(uri, table))
+    return rows
+
+
+@pytest.mark.parametrize("table", list(LOGGED))
+def test_every_row_names_the_writer_that_logged_it_in_inbox_and_parts(
+    tmp_path: Path, table: str
+) -> None:
     uri = str(tmp_path)
-    old_runs, new_runs = [], []
-    for runs, experiment in ((old_runs, "old"), (old_runs, "old"), (new_runs, "new")):
-        with lakestore.start_run(store=uri, experiment=experiment, tags={"t": "x"}) as run:
-            run.log_param("p", 1)
-            run.log_metric("m", 1.0)
-        runs.append(run.run_id)
+    run_id, first = _log_as_a_new_writer(uri, None, 0)
+    _, second = _log_as_a_new_writer(uri, run_id, 1)
+    other_run, third = _log_as_a_new_writer(uri, None, 2)
+    expected = sorted(
+        _expected(table, run_id, first, 0)
+        + _expected(table, run_id, second, 1)
+        + _expected(table, other_run, third, 2)
+    )
+    assert len({first, second, third}) == 3
+
+    def check(*, inbox: bool, parts: bool) -> None:
+        [found] = layout.list_experiments(open_storage(uri)).values()
+        assert bool(found.unmerged(table)) == inbox
+        assert bool(found.snapshot and found.snapshot.live_parts(table)) == parts
+        for name, rows in _rows_with_writers(uri, table).items():
+            assert rows == expected, name
+
+    check(inbox=True, parts=False)
     lakestore.compact(uri, grace=0)
-    [old_part] = open_storage(uri).glob(f"compacted/{table}/experiment=old/*.parquet")
-    _strip_writers(uri, old_part)
-    with lakestore.start_run(old_runs[0], store=uri, tags={"t": "y"}) as resumed:
-        resumed.log_metric("m", 2.0, step=1)
-        resumed.log_param("q", 2)
-    writer = resumed._writer.writer_id
-
-    def writers() -> list[tuple[str, str | None]]:
-        with lakestore.connect(uri) as store:
-            rows = store.sql(f"SELECT run, writer_id FROM {table}_log").fetchall()
-            view = store.sql(f"SELECT run_id, writer_id FROM {table}").fetchall()
-            assert set(view) <= set(rows)
-            assert len(store.search_runs("metrics.m >= 1").fetchall()) == 3
-        return rows
-
-    for _ in range(2):  # as read, then once the old part is merged with the new files
-        rows = writers()
-        old_rows = [writer_id for run_id, writer_id in rows if run_id == old_runs[1]]
-        assert old_rows
-        assert set(old_rows) == {None}
-        assert (old_runs[0], writer) in rows
-        assert all(writer_id is not None for run_id, writer_id in rows if run_id in new_runs)
-        lakestore.compact(uri, grace=0)
+    check(inbox=False, parts=True)
+    _, fourth = _log_as_a_new_writer(uri, run_id, 3)
+    expected = sorted(expected + _expected(table, run_id, fourth, 3))
+    check(inbox=True, parts=True)
+    lakestore.compact(uri, grace=0)
+    check(inbox=False, parts=True)

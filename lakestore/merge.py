@@ -1,0 +1,532 @@
+"""Merging: an experiment's inbox files and small parts become a few large parts.
+
+Every flush adds a file to an experiment's inbox, and reading many small files is what
+makes a store slow, above all on object storage. A merge reads the inbox files not merged
+yet (each writer's in sequence order, up to the first one missing), writes their rows
+and those of the experiment's small parts as new parts, brings the metric summary up to
+date, and publishes all of it as the experiment's next snapshot, a file created
+exclusively: of merges racing for a generation, one publishes and the others discard
+what they wrote. Readers follow the newest snapshot (lakestore.layout), so they see every
+row exactly once before, during and after a merge, and a merge killed at any point
+leaves only files that no snapshot names.
+
+Writers merge on their own (:func:`request`): when a run starts or ends, a background
+thread lists the experiment and merges once enough inbox files wait. Files that a
+snapshot no longer needs are deleted once the newest snapshot is ``grace`` seconds old,
+so that a reader that listed the files just before still finds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from lakestore import files, format, layout
+from lakestore.layout import ExperimentFiles, Part, Snapshot
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakestore.storage import Storage
+
+logger = logging.getLogger("lakestore")
+
+MERGE_AFTER_FILES = 64
+"""Unmerged inbox files in an experiment that make a writer merge it."""
+
+BATCH_BYTES = 256 * 1024 * 1024
+"""Bytes of inbox files one merge reads at most; the rest waits for the next merge."""
+
+SMALL_PART_ROWS = 1024 * 1024
+"""Parts with fewer rows are merged again by every merge of their experiment."""
+
+FAN_IN = 8
+"""Parts of a similar size that are merged into one once this many exist."""
+
+MAX_PART_ROWS = 64 * 1024 * 1024
+"""Parts with this many rows are never merged again."""
+
+ROW_GROUP_ROWS = 128 * 1024
+_CHUNK_ROWS = 1024 * 1024
+_COMMIT_ATTEMPTS = 3
+
+DEFAULT_GRACE = 60.0
+"""Seconds the newest snapshot must be old before the files it no longer needs go."""
+
+EXIT_WAIT = 10.0
+"""Seconds the interpreter's exit waits for a merge under way; a merge still running
+then is abandoned, which leaves nothing a reader sees."""
+
+SORT_KEYS = {
+    "metrics": ["run", "key", "step", "timestamp", "value"],
+    "params": ["run", "key", "timestamp"],
+    "tags": ["run", "key", "timestamp"],
+    "runs": ["run", "event_time"],
+    format.SUMMARIES: ["experiment", "run", "key"],
+}
+
+_SUMMARY_OF_ROWS = """
+    SELECT experiment, run, key,
+           arg_max(value, (step, timestamp, value)) AS latest,
+           max(step) AS latest_step,
+           arg_max(timestamp, (step, timestamp, value)) AS latest_timestamp,
+           min(value) AS min, max(value) AS max, count(*) AS count
+    FROM rows GROUP BY experiment, run, key
+"""
+
+_COMBINED_SUMMARIES = """
+    SELECT experiment, run, key,
+           arg_max(latest, (latest_step, latest_timestamp, latest)) AS latest,
+           max(latest_step) AS latest_step,
+           arg_max(latest_timestamp, (latest_step, latest_timestamp, latest))
+               AS latest_timestamp,
+           min(min) AS min, max(max) AS max, sum(count)::BIGINT AS count
+    FROM summaries GROUP BY experiment, run, key ORDER BY experiment, run, key
+"""
+
+
+class Outcome(NamedTuple):
+    """What one call of :func:`merge_experiment` did."""
+
+    merged_files: int
+    """Inbox files whose rows the new snapshot holds in parts (0 if none was published)."""
+    generation: int
+    """The generation published, or 0."""
+    deleted: int
+    """Files deleted because no snapshot needs them any more."""
+
+
+def merge_experiment(
+    storage: Storage,
+    folder: str,
+    *,
+    min_files: int | None = None,
+    grace: float = DEFAULT_GRACE,
+) -> Outcome:
+    """Merge the experiment in ``folder`` if at least ``min_files`` (default
+    MERGE_AFTER_FILES) inbox files wait, then delete what the newest snapshot has not
+    needed for ``grace`` seconds. With ``min_files=0``, merge every waiting file now.
+
+    Safe while writers write, readers read and other merges run, in this process or
+    others: a merge that loses the race for its generation discards its parts and tries
+    again on the new snapshot.
+    """
+    if min_files is None:
+        min_files = MERGE_AFTER_FILES
+    merged_files = generation = deleted = failures = 0
+    while True:
+        found = layout.list_experiments(storage, folder).get(folder, ExperimentFiles(folder))
+        deleted += collect_garbage(storage, found, grace)
+        if not _newest_snapshot_readable(found):
+            logger.warning(
+                "lakestore does not merge %s: its newest snapshot cannot be read "
+                "(lakestore check lists it)",
+                storage.path(folder),
+            )
+            break
+        batch, capped = _batch(storage, found)
+        if len(batch) < max(min_files, 1):
+            break
+        published = _merge(storage, found, batch)
+        if published is None:
+            failures += 1  # another merge published first: look again
+            if failures == _COMMIT_ATTEMPTS:
+                break
+            continue
+        merged_files += len(batch)
+        generation = published
+        if not capped:  # what waited is merged; files written since wait for the next merge
+            break
+    if generation and min_files == 0:  # asked for now: what the new snapshot replaced goes too
+        found = layout.list_experiments(storage, folder).get(folder, ExperimentFiles(folder))
+        deleted += collect_garbage(storage, found, grace)
+    return Outcome(merged_files, generation, deleted)
+
+
+def _newest_snapshot_readable(found: ExperimentFiles) -> bool:
+    if not found.snapshots:
+        return True
+    newest = max(found.snapshots, key=lambda path: layout.parse(path).generation)  # type: ignore[union-attr]
+    return found.snapshot_file == newest
+
+
+def _batch(storage: Storage, found: ExperimentFiles) -> tuple[list[str], bool]:
+    """The inbox files the next merge takes: each writer's unmerged files in sequence
+    order, up to the first one missing or unreadable, at most BATCH_BYTES in all; and
+    whether that limit left some out."""
+    by_writer: dict[str, dict[int, str]] = {}
+    for path, entry in found.inbox.items():
+        if entry.sequence > found.merged_through(entry.writer or ""):
+            by_writer.setdefault(entry.writer or "", {})[entry.sequence] = path
+    batch: list[str] = []
+    size = 0
+    for writer in sorted(by_writer):
+        sequences = by_writer[writer]
+        sequence = found.merged_through(writer) + 1
+        while sequence in sequences and size < BATCH_BYTES:
+            path = sequences[sequence]
+            if files.skipped(storage, path):
+                break
+            batch.append(path)
+            size += found.sizes.get(path, 0)
+            sequence += 1
+    return batch, size >= BATCH_BYTES
+
+
+def _merge(storage: Storage, found: ExperimentFiles, batch: list[str]) -> int | None:
+    """Write parts holding ``batch`` and publish them as the next snapshot; its generation,
+    or None if another merge published it first (or nothing could be read)."""
+    base = found.snapshot or Snapshot(format.unescape_name(found.folder.split("/", 1)[1]))
+    generation = base.generation + 1
+    inbox = _read_inbox(storage, found, batch)
+    if not inbox.merged:
+        return None
+    parts = {table: list(base.parts.get(table, [])) for table in layout.PART_TABLES}
+    written: list[str] = []
+    try:
+        for table in format.TABLES:
+            new_rows = inbox.tables.get(table)
+            if new_rows is not None:
+                small = [part for part in parts[table] if part.rows < SMALL_PART_ROWS]
+                # A part that cannot be read stays as it is: readers skip it, with a warning.
+                readable = {
+                    part: files.read_rows(storage, part.path, storage.get(part.path))
+                    for part in small
+                }
+                rewritten = [part for part, rows in readable.items() if rows is not None]
+                tables = [rows for rows in readable.values() if rows is not None]
+                part = _write_part(storage, found.folder, table, generation, [*tables, new_rows])
+                written.append(part.path)
+                parts[table] = [p for p in parts[table] if p not in rewritten] + [part]
+            parts[table] = _merge_similar(
+                storage, found.folder, table, generation, parts[table], written
+            )
+        metrics = inbox.tables.get("metrics")
+        if metrics is not None:
+            summary = _summary(storage, parts[format.SUMMARIES], parts["metrics"], metrics)
+            part = _write_part(storage, found.folder, format.SUMMARIES, generation, [summary])
+            written.append(part.path)
+            parts[format.SUMMARIES] = [part]
+        snapshot = Snapshot(
+            base.experiment,
+            generation,
+            {table: rows for table, rows in parts.items() if rows},
+            {**base.merged, **inbox.merged},
+        )
+        published = _publish(storage, found.folder, snapshot)
+    except BaseException:
+        storage.delete_many(written)
+        raise
+    if not published:
+        storage.delete_many(written)
+        return None
+    return generation
+
+
+class _Inbox(NamedTuple):
+    tables: dict[str, pa.Table]
+    """The rows read, by table, in each table's file schema."""
+    merged: dict[str, int]
+    """For each writer, the sequence number through which its files were read."""
+
+
+def _read_inbox(storage: Storage, found: ExperimentFiles, batch: list[str]) -> _Inbox:
+    """The rows of ``batch``, each writer's files up to the first that cannot be read
+    (reported, and left in the inbox for readers to skip)."""
+    import pyarrow as pa
+
+    contents = storage.get_many(batch)
+    read = {path: files.read_rows(storage, path, contents[path]) for path in batch}
+    tables: dict[str, list[pa.Table]] = {}
+    merged: dict[str, int] = {}
+    stopped: set[str] = set()
+    for path in batch:  # each writer's files in sequence order
+        entry = found.inbox[path]
+        writer = entry.writer or ""
+        rows = read[path]
+        if writer in stopped or rows is None:
+            stopped.add(writer)
+            continue
+        tables.setdefault(entry.table or "", []).append(rows)
+        merged[writer] = entry.sequence
+    return _Inbox({table: pa.concat_tables(t) for table, t in tables.items()}, merged)
+
+
+def _sorted_chunks(tables: Iterable[pa.Table], table: str) -> Iterator[pa.Table]:
+    """The rows of ``tables`` in chunks of about a million rows, each sorted."""
+    import pyarrow as pa
+
+    order = [(key, "ascending") for key in SORT_KEYS[table]]
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    for rows in tables:
+        pending.append(rows)
+        pending_rows += rows.num_rows
+        if pending_rows >= _CHUNK_ROWS:
+            yield pa.concat_tables(pending).sort_by(order)
+            pending, pending_rows = [], 0
+    if pending:
+        yield pa.concat_tables(pending).sort_by(order)
+
+
+def _write_part(
+    storage: Storage, folder: str, table: str, generation: int, tables: Iterable[pa.Table]
+) -> Part:
+    """Write the rows of ``tables`` as a new part of ``table``, sorted in chunks so that a
+    reader filtering on the run skips most row groups."""
+    import pyarrow.parquet as pq
+
+    path = layout.part_path(folder, table, generation)
+    schema = format.schema_of(table)
+    rows = 0
+
+    def write(destination: object) -> None:
+        nonlocal rows
+        with pq.ParquetWriter(destination, schema, compression="zstd") as writer:  # type: ignore[arg-type]
+            for chunk in _sorted_chunks(tables, table):
+                writer.write_table(chunk.cast(schema), row_group_size=ROW_GROUP_ROWS)
+                rows += chunk.num_rows
+
+    storage.put_file(path, write)
+    return Part(path, rows)
+
+
+def _merge_similar(
+    storage: Storage,
+    folder: str,
+    table: str,
+    generation: int,
+    parts: list[Part],
+    written: list[str],
+) -> list[Part]:
+    """``parts`` after merging FAN_IN parts of a similar size into one, if that many
+    exist, so that an experiment keeps a number of parts that grows with the logarithm
+    of its rows. Parts of MAX_PART_ROWS rows or more stay as they are."""
+    by_level: dict[int, list[Part]] = {}
+    for part in parts:
+        if SMALL_PART_ROWS <= part.rows < MAX_PART_ROWS:
+            level, size = 0, SMALL_PART_ROWS * FAN_IN
+            while part.rows >= size:
+                level, size = level + 1, size * FAN_IN
+            by_level.setdefault(level, []).append(part)
+    for level in sorted(by_level):
+        similar = by_level[level]
+        if len(similar) >= FAN_IN:
+            chosen = similar[:FAN_IN]
+            merged = _write_part(
+                storage,
+                folder,
+                table,
+                generation,
+                (batch for part in chosen for batch in _part_batches(storage, part.path, table)),
+            )
+            written.append(merged.path)
+            return [part for part in parts if part not in chosen] + [merged]
+    return parts
+
+
+def _part_batches(storage: Storage, path: str, table: str) -> Iterator[pa.Table]:
+    """The rows of a live part, a row group at a time."""
+    import pyarrow.parquet as pq
+
+    schema = format.schema_of(table)
+    with storage.open_read(path) as file:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            yield parquet.read_row_group(group, columns=schema.names).cast(schema)
+
+
+def _summary(
+    storage: Storage, summaries: list[Part], metric_parts: list[Part], new_rows: pa.Table
+) -> pa.Table:
+    """The metric summary of every metrics row of the new snapshot: the old summary
+    combined with that of ``new_rows``. An old summary that cannot be read is rebuilt from
+    the metrics parts."""
+    import duckdb
+
+    connection = duckdb.connect(config={"autoinstall_known_extensions": False, "threads": 2})
+    try:
+        old = [files.read_rows(storage, part.path, storage.get(part.path)) for part in summaries]
+        if all(table is not None for table in old):
+            partial = [_summarise(connection, new_rows), *old]
+        else:  # rebuilt from every metrics row of the new snapshot
+            partial = [
+                _summarise(connection, rows)
+                for part in metric_parts
+                for rows in _part_batches(storage, part.path, "metrics")
+            ]
+        return _combine(connection, partial)  # type: ignore[arg-type]
+    finally:
+        connection.close()
+
+
+def _summarise(connection: object, rows: pa.Table) -> pa.Table:
+    connection.register("rows", rows)  # type: ignore[attr-defined]
+    try:
+        return connection.sql(_SUMMARY_OF_ROWS).to_arrow_table()  # type: ignore[attr-defined, no-any-return]
+    finally:
+        connection.unregister("rows")  # type: ignore[attr-defined]
+
+
+def _combine(connection: object, partial: list[pa.Table]) -> pa.Table:
+    import pyarrow as pa
+
+    schema = format.summary_schema()
+    summaries = pa.concat_tables([table.cast(schema) for table in partial])
+    connection.register("summaries", summaries)  # type: ignore[attr-defined]
+    try:
+        combined = connection.sql(_COMBINED_SUMMARIES).to_arrow_table()  # type: ignore[attr-defined]
+    finally:
+        connection.unregister("summaries")  # type: ignore[attr-defined]
+    return combined.cast(schema)  # type: ignore[no-any-return]
+
+
+def _publish(storage: Storage, folder: str, snapshot: Snapshot) -> bool:
+    """Create the snapshot file, unless one of its generation exists: True if created."""
+    import pyarrow.parquet as pq
+
+    table = snapshot.to_table()
+    return storage.put_file(
+        layout.snapshot_path(folder, snapshot.generation),
+        lambda destination: pq.write_table(table, destination, compression="zstd"),
+        exclusive=True,
+    )
+
+
+def collect_garbage(storage: Storage, found: ExperimentFiles, grace: float) -> int:
+    """Delete the files of ``found`` that its newest snapshot does not need, once that
+    snapshot is ``grace`` seconds old: inbox files it holds in parts, parts of its
+    generation or before that it does not name, and older snapshots. Returns how many.
+
+    A reader that listed files before that snapshot existed had ``grace`` seconds to read
+    them. Parts of a later generation belong to merges still under way, and stay.
+    """
+    snapshot, path = found.snapshot, found.snapshot_file
+    if snapshot is None or path is None:
+        return 0
+    if time.time() - found.snapshots[path].modified < grace:
+        return 0
+    live = {part.path for parts in snapshot.parts.values() for part in parts}
+    doomed = [
+        inbox
+        for inbox, entry in found.inbox.items()
+        if entry.sequence <= snapshot.merged.get(entry.writer or "", -1)
+    ]
+    doomed += [
+        part
+        for part, entry in found.parts.items()
+        if entry.generation <= snapshot.generation and part not in live
+    ]
+    doomed += [
+        older
+        for older in found.snapshots
+        if layout.parse(older).generation < snapshot.generation  # type: ignore[union-attr]
+    ]
+    storage.delete_many(doomed)
+    return len(doomed)
+
+
+# -- merging in the background, as writers write ------------------------------------------
+
+CHECK_EVERY_FILES = 16
+"""Files a process writes to an experiment between two looks at whether to merge it."""
+
+_lock = threading.Lock()
+_running: dict[tuple[str, str], threading.Thread] = {}
+_again: set[tuple[str, str]] = set()
+_written: dict[tuple[str, str], int] = {}
+
+
+def request(storage: Storage, experiment: str, written: int) -> None:
+    """Note that this process wrote ``written`` files to ``experiment``, and merge it on a
+    background thread if enough files wait: looked at on the first request of the
+    process (to catch up with what others left) and then every CHECK_EVERY_FILES files.
+    A look due while this process merges the experiment happens when that merge ends."""
+    folder = layout.experiment_folder(experiment)
+    key = (storage.url, folder)
+    with _lock:
+        first = key not in _written
+        _written[key] = _written.get(key, 0) + written
+        if not first and _written[key] < CHECK_EVERY_FILES:
+            return
+        _written[key] = 0
+        if key in _running:
+            _again.add(key)
+            return
+        thread = threading.Thread(
+            target=_merge_in_background,
+            args=(storage, folder, key),
+            name="lakestore-merge",
+            daemon=True,
+        )
+        _running[key] = thread
+    try:
+        thread.start()
+    except RuntimeError:  # at interpreter exit no thread can start: the next process merges
+        with _lock:
+            del _running[key]
+
+
+def _merge_in_background(storage: Storage, folder: str, key: tuple[str, str]) -> None:
+    while True:
+        try:
+            merge_experiment(storage, folder)
+        except Exception as error:  # reported, never raised into the training thread
+            logger.warning("lakestore could not merge %s: %s", storage.path(folder), error)
+        with _lock:
+            if key not in _again:
+                del _running[key]
+                return
+            _again.discard(key)
+
+
+def wait_for_merges(timeout: float = EXIT_WAIT) -> None:
+    """Wait up to ``timeout`` seconds for this process's merges under way to finish."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _lock:
+            threads = list(_running.values())
+        if not threads:
+            return
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if time.monotonic() >= deadline:
+            return
+
+
+def _forget_after_fork() -> None:
+    """In a forked child the parent's merge threads do not exist."""
+    global _lock
+    _lock = threading.Lock()
+    _running.clear()
+    _again.clear()
+    _written.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def compact(
+    storage: Storage,
+    experiment: str | None = None,
+    *,
+    grace: float = DEFAULT_GRACE,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Merge every inbox file of every experiment (or of one) now, and delete what the
+    newest snapshots no longer need (see merge_experiment). Returns the number of inbox
+    files merged; ``progress(done, total)`` is called after each experiment."""
+    if experiment is not None:
+        folders = [layout.experiment_folder(experiment)]
+    else:
+        folders = sorted(layout.list_experiments(storage))
+    merged = 0
+    for done, folder in enumerate(folders, start=1):
+        merged += merge_experiment(storage, folder, min_files=0, grace=grace).merged_files
+        if progress is not None:
+            progress(done, len(folders))
+    return merged

@@ -1,0 +1,375 @@
+"""Merging: few files per experiment, every row exactly once for lakestore and for plain
+readers at every moment, whatever merges, writers, crashes and late uploads do."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import lakestore
+from lakestore import layout, merge
+from lakestore.spool import Spool
+from lakestore.storage import open_storage
+from lakestore_cli.main import app
+from tests.conftest import fresh_store_uri
+from tests.readers import READERS
+
+CHILD = str(Path(__file__).with_name("child_writer.py"))
+FOLDER = layout.experiment_folder("e")
+
+
+def _log_in_many_files(uri: str, flushes: int = 5, experiment: str = "e") -> str:
+    with lakestore.start_run(store=uri, experiment=experiment, tags={"t": "0"}) as run:
+        for flush in range(flushes):
+            for step in range(flush * 100, flush * 100 + 100):
+                run.log_metric("loss", float(step), step=step)
+            run.log_param(f"p{flush}", flush)
+            run.set_tag("t", str(flush))
+            run.flush()
+    return run.run_id
+
+
+def _files(uri: str, kind: str, table: str = "*") -> list[str]:
+    return open_storage(uri).glob(f"experiments/*/{kind}/{table}/*.parquet")
+
+
+def _snapshots(uri: str) -> list[str]:
+    return open_storage(uri).glob("experiments/*/snapshots/*.parquet")
+
+
+def _exact_steps(rows: list[tuple[object, ...]]) -> int:
+    """The number of metric rows, checking that steps 0..n-1 each appear once."""
+    steps = sorted(row[4] for row in rows)
+    assert steps == list(range(len(steps))), "a reader saw duplicates or a gap"
+    return len(steps)
+
+
+@pytest.fixture(autouse=True)
+def _no_merges_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test says when to merge; background merges would race with its expectations."""
+    monkeypatch.setattr(merge, "MERGE_AFTER_FILES", 10**9)
+
+
+def test_a_merge_keeps_every_row_once_and_leaves_one_part_per_table(store_uri: str) -> None:
+    run_id = _log_in_many_files(store_uri)
+    before = {table: READERS["duckdb"](store_uri, table) for table in ("metrics", "params", "tags")}
+    assert len(_files(store_uri, "inbox", "metrics")) == 5
+
+    assert lakestore.compact(store_uri, grace=0) == 18  # start: 2 files; 5 flushes of 3; end: 1
+    assert _files(store_uri, "inbox") == []  # a snapshot 0 s old is past a grace of 0
+    for table in ("runs", "params", "metrics", "tags", "metric_summaries"):
+        assert len(_files(store_uri, "parts", table)) == 1
+    assert len(_snapshots(store_uri)) == 1
+    for table, rows in before.items():
+        for read in READERS.values():
+            assert read(store_uri, table) == rows
+    with lakestore.connect(store_uri) as store:
+        assert store.sql("SELECT count(*), count(DISTINCT step) FROM metrics").fetchall() == [
+            (500, 500)
+        ]
+        assert store.sql("SELECT value FROM tags").fetchall() == [("4",)]
+        assert store.sql("SELECT run_id, status FROM runs").fetchall() == [(run_id, "FINISHED")]
+    assert lakestore.compact(store_uri, grace=0) == 0  # nothing left to merge
+
+
+def test_merged_inbox_files_wait_out_the_grace_and_no_reader_counts_them(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    _log_in_many_files(uri)
+    assert lakestore.compact(uri, grace=3600) == 18
+    assert len(_files(uri, "inbox")) == 18  # kept for readers that listed them before
+    for read in READERS.values():
+        assert _exact_steps(read(uri, "metrics")) == 500
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(500,)]
+    assert lakestore.compact(uri, grace=0) == 0
+    assert _files(uri, "inbox") == []
+
+
+def test_summaries_give_what_the_rows_give_before_and_after_more_logging(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    values = [1.0, math.nan, -math.inf, math.inf, 0.5]
+    run_ids = []
+    for experiment in ("a", "b"):
+        for shift in range(3):
+            with lakestore.start_run(store=uri, experiment=experiment) as run:
+                run.log_metric_series("x", values[shift:], steps=list(range(5 - shift)))
+                run.log_metric("y", float(shift), step=7)
+                run.log_metric("y", -1.0, step=7)  # a tie in step: broken by timestamp
+            run_ids.append(run.run_id)
+
+    def summaries() -> list[tuple[object, ...]]:
+        with lakestore.connect(uri) as store:
+            stored = store.sql("SELECT * FROM metric_summary ORDER BY ALL").fetchall()
+            computed = store.sql(
+                """SELECT experiment, run_id, key,
+                          arg_max(value, (step, timestamp, value)), max(step),
+                          min(value), max(value), count(*)
+                   FROM metrics GROUP BY ALL ORDER BY ALL"""
+            ).fetchall()
+        assert repr(stored) == repr(computed)  # repr: NaN equals NaN
+        return stored
+
+    logged = summaries()
+    lakestore.compact(uri, grace=0)
+    assert _files(uri, "inbox") == []
+    assert repr(summaries()) == repr(logged)
+    with lakestore.start_run(run_ids[0], store=uri) as run:  # rows in a part and in a file
+        run.log_metric("x", -5.0, step=100)
+        run.log_metric("z", 2.0)
+    resumed = summaries()
+    assert len(resumed) == len(logged) + 1
+    lakestore.compact(uri, grace=0)
+    assert len(_files(uri, "parts", "metrics")) == 2  # each experiment's small part rewritten
+    assert repr(summaries()) == repr(resumed)
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_of_merges_racing_for_a_generation_one_publishes(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    uri = fresh_store_uri(backend, request)
+    _log_in_many_files(uri)
+    storage = open_storage(uri)
+    start = threading.Barrier(4)
+    outcomes: list[merge.Outcome] = []
+
+    def merge_at_once() -> None:
+        start.wait()
+        outcomes.append(merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600))
+
+    threads = [threading.Thread(target=merge_at_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcome.generation for outcome in outcomes) == [0, 0, 0, 1]
+    assert _snapshots(uri) == [f"{FOLDER}/snapshots/0000000001.parquet"]
+    for table in ("runs", "params", "metrics", "tags", "metric_summaries"):
+        assert len(_files(uri, "parts", table)) == 1, "a losing merge left its parts"
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*), count(DISTINCT step) FROM metrics").fetchall() == [
+            (500, 500)
+        ]
+        assert store.sql("SELECT sum(count) FROM metric_summary").fetchall() == [(500,)]
+    for read in READERS.values():
+        assert _exact_steps(read(uri, "metrics")) == 500
+
+
+def test_a_later_merge_rewrites_the_small_part_with_new_files(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    run_id = _log_in_many_files(uri)
+    lakestore.compact(uri, grace=0)
+    with lakestore.start_run(run_id, store=uri) as run:
+        run.log_metric("loss", -1.0, step=1000)
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(501,)]
+    lakestore.compact(uri, grace=0)
+    assert len(_files(uri, "parts", "metrics")) == 1
+    assert _files(uri, "inbox") == []
+    assert len(_snapshots(uri)) == 1
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(501,)]
+        assert store.sql("SELECT status FROM runs").fetchall() == [("FINISHED",)]
+
+
+def test_large_parts_merge_a_fan_in_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path)
+    monkeypatch.setattr(merge, "SMALL_PART_ROWS", 100)
+    monkeypatch.setattr(merge, "FAN_IN", 3)
+    for flush in range(8):
+        with lakestore.start_run(store=uri, experiment="e") as run:
+            run.log_metric_series("x", [float(flush)] * 100)
+        lakestore.compact(uri, grace=0)
+    sizes = sorted(
+        part.rows
+        for part in layout.list_experiments(open_storage(uri))[FOLDER].snapshot.parts["metrics"]  # type: ignore[union-attr]
+    )
+    # Every merge adds a part of 100 rows; three of them make one of 300.
+    assert sizes == [100, 100, 300, 300]
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(800,)]
+        assert store.sql("SELECT sum(count) FROM metric_summary").fetchall() == [(800,)]
+
+
+def test_writers_merge_on_their_own_as_files_pile_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path)
+    monkeypatch.setattr(merge, "MERGE_AFTER_FILES", 20)
+    for index in range(30):
+        with lakestore.start_run(store=uri, experiment="e") as run:
+            run.log_param("index", index)
+            run.log_metric("loss", float(index))
+        merge.wait_for_merges()
+    assert _snapshots(uri), "no merge ran"
+    found = layout.list_experiments(open_storage(uri))[FOLDER]
+    assert len(found.unmerged()) < 20 + merge.CHECK_EVERY_FILES
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*), sum(value) FROM metrics").fetchall() == [
+            (30, float(sum(range(30))))
+        ]
+        assert store.sql("SELECT count(*) FROM runs WHERE status = 'FINISHED'").fetchall() == [
+            (30,)
+        ]
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_spooled_file_uploaded_again_after_merges_is_never_counted_twice(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A writer killed between uploading a spooled file and removing it from the spool: the
+    # spool's copy is uploaded again later, after merges merged and deleted the first one.
+    monkeypatch.setenv("LAKESTORE_SPOOL_DIR", str(tmp_path / "spool"))
+    uri = fresh_store_uri(backend, request)
+    storage = open_storage(uri)
+    with lakestore.start_run(store=uri, experiment="e") as run:
+        for step in range(100):
+            run.log_metric("loss", float(step), step=step)
+    (metrics_file,) = _files(uri, "inbox", "metrics")
+    first_copy = storage.get(metrics_file) or b""
+    Spool(storage.url).put(metrics_file, first_copy)
+    lakestore.compact(uri, grace=0)
+    with lakestore.start_run(store=uri, experiment="e") as other:
+        other.log_metric("other", 1.0)
+    lakestore.compact(uri, grace=0)
+    assert _files(uri, "inbox") == []
+    if backend == "s3":  # the next run uploaded the spool once already; this is a second copy
+        Spool(storage.url).put(metrics_file, first_copy)
+        assert lakestore.sync(uri) == 1
+    else:  # a local store has no spool: a late copy of the file, by any means
+        storage.put_if_absent(metrics_file, first_copy)
+    assert _files(uri, "inbox", "metrics") == [metrics_file]  # back in the store...
+    for read in READERS.values():  # ...and counted by no reader
+        assert len([row for row in read(uri, "metrics") if row[2] == "loss"]) == 100
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics WHERE key = 'loss'").fetchall() == [(100,)]
+    lakestore.compact(uri, grace=0)
+    assert _files(uri, "inbox") == []  # and deleted again by the next merge
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics WHERE key = 'loss'").fetchall() == [(100,)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("backend", "flush_interval", "grace"), [("local", "0.02", 1.0), ("s3", "0.5", 15.0)]
+)
+def test_every_reader_is_exact_while_a_writer_and_merges_run(
+    backend: str, flush_interval: str, grace: float, request: pytest.FixtureRequest
+) -> None:
+    uri = fresh_store_uri(backend, request)
+    writer = subprocess.Popen(
+        [sys.executable, CHILD, "forever", uri, flush_interval], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    writer.stdout.readline()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    merged: list[int] = []
+
+    def merge_repeatedly() -> None:
+        while not stop.is_set():
+            try:
+                merged.append(lakestore.compact(uri, grace=grace))
+            except BaseException as error:  # reported by the test below
+                errors.append(error)
+                return
+
+    mergers = [threading.Thread(target=merge_repeatedly) for _ in range(2)]
+    for thread in mergers:
+        thread.start()
+    checked: dict[str, int] = {}
+    try:
+        # Checks for eight seconds, and on a slow machine until every reader has read
+        # twice with a merge done, unless a merger failed (reported below).
+        deadline = time.monotonic() + 8
+        give_up = time.monotonic() + 150
+        while not errors and (
+            min(checked.values(), default=0) < 2 or not any(merged) or time.monotonic() < deadline
+        ):
+            assert time.monotonic() < give_up, f"readers checked {checked}, merges {merged}"
+            with lakestore.connect(uri) as store:
+                rows, distinct, top = store.sql(
+                    "SELECT count(*), count(DISTINCT step), coalesce(max(step), -1) FROM metrics"
+                ).fetchall()[0]
+            assert rows == distinct == top + 1, "a query saw duplicates or a gap"
+            for name, read in READERS.items():
+                try:
+                    _exact_steps(read(uri, "metrics"))
+                except (FileNotFoundError, OSError) as error:
+                    if "No such file" not in str(error) and "not found" not in str(error).lower():
+                        raise
+                    continue  # a merge deleted a file meanwhile: FORMAT.md says read again
+                checked[name] = checked.get(name, 0) + 1
+    finally:
+        stop.set()
+        for thread in mergers:
+            thread.join()
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    assert not errors, errors
+    assert sum(merged) > 0, "no merge ran while the readers read"
+    lakestore.compact(uri, grace=0)
+    for read in READERS.values():
+        _exact_steps(read(uri, "metrics"))
+
+
+@pytest.mark.slow
+def test_mergers_killed_at_random_points_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    writer = subprocess.Popen(
+        [sys.executable, CHILD, "forever", uri, "0.01"], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    writer.stdout.readline()
+    random.seed(7)
+    try:
+        for _ in range(8):
+            merger = subprocess.Popen(
+                [sys.executable, CHILD, "merge", uri, "0.2"], stdout=subprocess.DEVNULL
+            )
+            time.sleep(random.uniform(0.3, 1.5))
+            merger.send_signal(signal.SIGKILL)
+            merger.wait()
+            for read in READERS.values():
+                _exact_steps(read(uri, "metrics"))
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    with lakestore.connect(uri) as store:
+        rows, distinct, top = store.sql(
+            "SELECT count(*), count(DISTINCT step), max(step) FROM metrics"
+        ).fetchall()[0]
+    assert rows == distinct == top + 1
+    lakestore.compact(uri, grace=0)
+    lakestore.compact(uri, grace=0)  # the second finds nothing but deletes the first's leftovers
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(rows,)]
+    assert _files(uri, "inbox") == []
+    assert len(_snapshots(uri)) == 1
+    found = layout.list_experiments(open_storage(uri))
+    live = {part for f in found.values() for p in f.snapshot.parts.values() for part, _ in p}  # type: ignore[union-attr]
+    assert set(_files(uri, "parts")) == live, "a killed merger's parts were left behind"
+
+
+def test_compact_command(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    _log_in_many_files(uri)
+    result = CliRunner().invoke(app, ["compact", "-s", uri, "--grace", "0"])
+    assert result.exit_code == 0, result.output
+    assert "merged 18 inbox file(s)" in result.stderr
+    assert _files(uri, "inbox") == []
+    missing = CliRunner().invoke(app, ["compact", "-s", str(tmp_path / "none")])
+    assert missing.exit_code == 1
+    assert "no lakestore store" in missing.stderr
