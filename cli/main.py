@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -21,7 +21,8 @@ import lakestore.compaction
 import lakestore.format
 import lakestore.maintenance
 from lakestore.errors import LakestoreError, UnreadableFileWarning
-from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
+
+from .output import OutputFormat, emit, resolve_format, side_by_side
 
 app = typer.Typer(
     help="Experiment tracking stored as a Parquet lakehouse, queried with DuckDB.",
@@ -81,11 +82,18 @@ def _errors() -> Iterator[None]:
             warnings.simplefilter("always", UnreadableFileWarning)
             shown = warnings.showwarning
 
-            def show(message: Warning | str, category: type[Warning], *args: object) -> None:
+            def show(
+                message: Warning | str,
+                category: type[Warning],
+                filename: str,
+                lineno: int,
+                file: TextIO | None = None,
+                line: str | None = None,
+            ) -> None:
                 if issubclass(category, UnreadableFileWarning):
                     typer.echo(f"warning: {message}", err=True)
                 else:
-                    shown(message, category, *args)  # type: ignore[arg-type]
+                    shown(message, category, filename, lineno, file, line)
 
             warnings.showwarning = show
             yield
