@@ -37,7 +37,7 @@ StoreOption = Annotated[
         "-s",
         envvar="LAKESTORE_URI",
         help="Store location: a folder or a URL such as s3://bucket/prefix "
-        "[default: ./lakestore-data].",
+        "(default: ./lakestore-data).",
         show_default=False,
     ),
 ]
@@ -46,7 +46,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Output format [default: table in a terminal, csv when piped].",
+        help="Output format (default: table in a terminal, csv when piped).",
         show_default=False,
     ),
 ]
