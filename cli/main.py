@@ -118,8 +118,21 @@ def _store(
         yield store
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"lakestore {lakestore.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Experiment tracking stored as a Parquet lakehouse, queried with DuckDB."""
 
 

@@ -196,3 +196,9 @@ def test_odd_values_print_in_every_format(tmp_path: Path) -> None:
     assert json.loads(nested) == {"x": [1.0, None], "a": 1, "b": 2}
     markdown = invoke("query", "SELECT tags['note'] AS note FROM runs", "-s", uri, "-f", "markdown")
     assert markdown.splitlines()[2] == "| [/x] [bold]hi[/bold] a\\|b\\\\c |"
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"lakestore {lakestore.__version__}\n"
