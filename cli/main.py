@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, NoReturn, TextIO
 
 import typer
 
@@ -118,6 +118,12 @@ def _store(
         yield store
 
 
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` as one error line on stderr and exit with status 1."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
 def _version(shown: bool) -> None:
     if shown:
         typer.echo(f"lakestore {lakestore.__version__}")
@@ -139,12 +145,17 @@ def main(
 @app.command()
 def query(
     sql: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="The SQL query, over the views runs, params, metrics, metric_summary, tags "
-            "and experiments (see docs/QUERYING.md)."
+            "and experiments (see docs/QUERYING.md); - to read it from standard input.",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-F", help="Read the SQL query from this file.", dir_okay=False),
+    ] = None,
     sandbox: Annotated[
         bool,
         typer.Option(
@@ -160,11 +171,26 @@ def query(
 ) -> None:
     """Run a SQL query over a store and print the result. Only reads are run: to write
     the result to a file, use --output FILE or lakestore export."""
+    sql = _query_text(sql, file)
     with _store(store, sandbox=sandbox, lost_after=lost_after) as opened:
         if output is not None:
             opened.export(sql, output)
         else:
             emit(opened.arrow(sql), output_format, None)
+
+
+def _query_text(sql: str | None, file: Path | None) -> str:
+    """The SQL of the argument, of standard input (for -) or of --file; exit with an error
+    unless exactly one of them gives it."""
+    if sql is not None and file is None:
+        return sys.stdin.read() if sql == "-" else sql
+    if file is not None and sql is None:
+        with _errors():
+            text = file.read_text()
+        return text
+    if sql is None:
+        _fail("give the SQL query as an argument, - to read it from standard input, or --file")
+    _fail("give the SQL query as an argument or with --file, not both")
 
 
 @app.command()
@@ -261,8 +287,7 @@ def export(
     """Export a view of the store to a Parquet, CSV, JSON lines or Arrow file."""
     views = ("runs", "params", "metrics", "metric_summary", "tags", "experiments")
     if view not in views:
-        typer.echo(f"error: cannot export {view!r}; choose one of {', '.join(views)}", err=True)
-        raise typer.Exit(code=1)
+        _fail(f"cannot export {view!r}; choose one of {', '.join(views)}")
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     query, params = f"SELECT * FROM {view}", None
