@@ -97,7 +97,8 @@ def _errors() -> Iterator[None]:
 
             warnings.showwarning = show
             yield
-    except BrokenPipeError:  # the reader went away (| head): stop quietly
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, status 0
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(code=0) from None
     except (LakestoreError, duckdb.Error, pyarrow.ArrowException, OSError) as error:

@@ -111,12 +111,17 @@ def _print_table(table: pa.Table, title: str | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich would exit with status 1; the command stops quietly instead.
+            raise BrokenPipeError
+
     shown = Table(title=title, show_lines=False)
     for name in table.column_names:
         shown.add_column(Text(name), overflow="fold")  # Text: data is never read as markup
     for row in rows(table.slice(0, MAX_TABLE_ROWS)):
         shown.add_row(*(Text(_cell(value)) for value in row))
-    console = Console()
+    console = PipeConsole()
     console.print(shown)
     if table.num_rows > MAX_TABLE_ROWS:
         console.print(

@@ -223,3 +223,21 @@ def test_query_from_standard_input_or_a_file(store, tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["query", "-F", str(tmp_path / "none.sql"), "-s", uri])
     assert missing.exit_code == 1
     assert "none.sql" in missing.stderr
+
+
+@pytest.mark.parametrize("output_format", ["table", "csv", "json", "markdown"])
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path, output_format: str) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri):
+        pass
+    reader = subprocess.Popen(
+        ["lakestore", "query", "SELECT range, repeat('x', 60) FROM range(100000)",
+         "-f", output_format, "-s", uri],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()  # as head does once it has its lines
+    assert reader.wait(timeout=120) == 0
+    assert reader.stderr.read() == b""
