@@ -21,6 +21,7 @@ import lakestore.compaction
 import lakestore.format
 import lakestore.maintenance
 from lakestore.errors import LakestoreError, UnreadableFileWarning
+from lakestore.export import FILE_FORMATS
 
 from .output import OutputFormat, emit, resolve_format, side_by_side
 
@@ -125,6 +126,19 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=1)
 
 
+def _check_destination(output_format: OutputFormat | None, output: Path | None) -> None:
+    """Refuse ``--format`` naming another format than the ``--output`` file's extension:
+    the file would not be what its name says, or not what was asked for."""
+    if output_format is None or output is None:
+        return
+    kind = FILE_FORMATS.get(output.suffix.lower())
+    if kind is not None and kind != output_format.value:
+        _fail(
+            f"--format {output_format.value} does not match --output {str(output)!r}, "
+            f"which its extension makes a {kind} file; drop --format or change the extension"
+        )
+
+
 def _version(shown: bool) -> None:
     if shown:
         typer.echo(f"lakestore {lakestore.__version__}")
@@ -173,6 +187,7 @@ def query(
     """Run a SQL query over a store and print the result. Only reads are run: to write
     the result to a file, use --output FILE or lakestore export."""
     sql = _query_text(sql, file)
+    _check_destination(output_format, output)
     with _store(store, sandbox=sandbox, lost_after=lost_after) as opened:
         if output is not None:
             opened.export(sql, output)
@@ -199,6 +214,7 @@ def experiments(
     store: StoreOption = None, output_format: FormatOption = None, output: OutputOption = None
 ) -> None:
     """List the experiments with their number of runs."""
+    _check_destination(output_format, output)
     with _store(store) as opened:
         emit(opened.arrow("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
 
@@ -226,6 +242,7 @@ def runs(
     output: OutputOption = None,
 ) -> None:
     """Search runs: one row per run, with its params and latest metrics as columns."""
+    _check_destination(output_format, output)
     with _store(store, lost_after=lost_after) as opened:
         found = opened.search_runs(
             filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
@@ -244,6 +261,7 @@ def compare(
     output: OutputOption = None,
 ) -> None:
     """Params and latest metrics of runs side by side: a column per run."""
+    _check_destination(output_format, output)
     with _store(store) as opened:
         sides = opened.compare(run_ids, only_differences=differences)
         if output is None and resolve_format(output_format) is OutputFormat.table:
@@ -267,6 +285,7 @@ def history(
     output: OutputOption = None,
 ) -> None:
     """Print the history of a run's metrics."""
+    _check_destination(output_format, output)
     with _store(store) as opened:
         emit(opened.metric_history(run_id, metric, points=points), output_format, output)
 

@@ -157,6 +157,9 @@ def test_query_markdown_and_json(store) -> None:
         (["runs", "--filter", "metrics.acc >"], "expected a number or a quoted string"),
         (["compare", "nope"], "no run 'nope'"),
         (["query"], "give the SQL query as an argument, - to read it from standard input"),
+        (["runs", "-o", "runs.csv", "-f", "json"], "--format json does not match --output"),
+        (["query", "SELECT 1", "-o", "x.parquet", "-f", "csv"], "--format csv does not match"),
+        (["history", "x", "-o", "h.jsonl", "-f", "table"], "--format table does not match"),
     ],
 )
 def test_errors_are_one_line(store, args: list[str], message: str) -> None:
@@ -223,6 +226,12 @@ def test_query_from_standard_input_or_a_file(store, tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["query", "-F", str(tmp_path / "none.sql"), "-s", uri])
     assert missing.exit_code == 1
     assert "none.sql" in missing.stderr
+
+
+def test_a_format_that_matches_the_output_file_is_fine(store, tmp_path: Path) -> None:
+    uri, _ = store
+    invoke("runs", "-s", uri, "-o", str(tmp_path / "runs.jsonl"), "-f", "json")
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
 
 
 @pytest.mark.parametrize("output_format", ["table", "csv", "json", "markdown"])
