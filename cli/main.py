@@ -1,7 +1,9 @@
 """``lakestore``: search, compare and export runs from the shell.
 
 Each command parses its arguments, makes one library call and prints the result through
-:mod:`lakestore_cli.output`. Errors print as one line on stderr and exit with status 1.
+:mod:`lakestore_cli.output`. Errors print as one line on stderr and exit with status 1;
+so does a run, experiment, metric or column that the store does not hold. Runs are named
+by their id or its first characters, as the terminal table of ``lakestore runs`` shows them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 
@@ -24,6 +26,9 @@ from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore.export import FILE_FORMATS
 
 from .output import OutputFormat, emit, resolve_format, side_by_side
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 app = typer.Typer(
     help="Experiment tracking stored as a Parquet lakehouse, queried with DuckDB.",
@@ -139,6 +144,59 @@ def _check_destination(output_format: OutputFormat | None, output: Path | None) 
         )
 
 
+def _listing(names: list[str], most: int = 20) -> str:
+    """``names`` for an error message, at most ``most`` of them."""
+    shown = ", ".join(names[:most]) or "none"
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _runs(store: lakestore.Store, given: list[str]) -> list[tuple[str, str | None]]:
+    """The id and name of each run in ``given``, named by its id or the first characters
+    of it, in that order and each once; exit with an error for an id no run (or more than
+    one run) has."""
+    found: dict[str, dict[str, str | None]] = {}
+    for prefix, run_id, run_name in store.sql(
+        "SELECT given, run_id, run_name FROM (SELECT unnest($given) AS given) "
+        "JOIN runs ON given <> '' AND starts_with(run_id, given)",
+        {"given": given},
+    ).fetchall():
+        found.setdefault(prefix, {})[run_id] = run_name
+    named: dict[str, str | None] = {}
+    for prefix in given:
+        matches = found.get(prefix, {})
+        if prefix in matches:
+            matches = {prefix: matches[prefix]}
+        if not matches:
+            _fail(f"no run {prefix!r} in store {store.storage.url}")
+        if len(matches) > 1:
+            _fail(
+                f"{prefix!r} starts the ids of {len(matches)} runs "
+                f"({_listing(sorted(matches), 3)}); give more of the id"
+            )
+        named.update(matches)
+    return list(named.items())
+
+
+def _check_metrics(
+    store: lakestore.Store, runs: list[tuple[str, str | None]], keys: list[str], history: pa.Table
+) -> None:
+    """Exit with an error if a run has no history of one of the metric ``keys``."""
+    present = set(
+        zip(history.column("run_id").to_pylist(), history.column("key").to_pylist(), strict=True)
+    )
+    for run_id, run_name in runs:
+        for key in keys:
+            if (run_id, key) not in present:
+                logged = store.sql(
+                    "SELECT key FROM metric_summary WHERE run_id = ? ORDER BY key", [run_id]
+                ).fetchall()
+                named = f"{run_id} ({run_name})" if run_name else run_id
+                _fail(
+                    f"no metric {key!r} in run {named}; its metrics: "
+                    + _listing([row[0] for row in logged])
+                )
+
+
 def _version(shown: bool) -> None:
     if shown:
         typer.echo(f"lakestore {lakestore.__version__}")
@@ -246,8 +304,23 @@ def runs(
     with _store(store, lost_after=lost_after) as opened:
         found = opened.search_runs(
             filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
-        )
+        ).to_arrow_table()
+        _check_experiments(opened, experiment or [], found.column("experiment").to_pylist())
         emit(found, output_format, output)
+
+
+def _check_experiments(store: lakestore.Store, asked: list[str], found: list[str]) -> None:
+    """Exit with an error if an experiment asked for, of which no run was found, does not
+    exist: a search that matched none of its runs is not an error."""
+    unseen = set(asked) - set(found)
+    if unseen:
+        known = [row[0] for row in store.sql("SELECT experiment FROM experiments").fetchall()]
+        unknown = sorted(unseen - set(known))
+        if unknown:
+            _fail(
+                f"no experiment {unknown[0]!r} in store {store.storage.url}; its experiments: "
+                + _listing(sorted(known))
+            )
 
 
 @app.command()
@@ -263,6 +336,7 @@ def compare(
     """Params and latest metrics of runs side by side: a column per run."""
     _check_destination(output_format, output)
     with _store(store) as opened:
+        run_ids = [run_id for run_id, _ in _runs(opened, run_ids)]
         sides = opened.compare(run_ids, only_differences=differences)
         if output is None and resolve_format(output_format) is OutputFormat.table:
             for title, relation in (("params", sides.params), ("metrics", sides.metrics)):
@@ -273,7 +347,7 @@ def compare(
 
 @app.command()
 def history(
-    run_id: Annotated[str, typer.Argument(help="The run.")],
+    run_id: Annotated[str, typer.Argument(help="The run: its id, or the first characters of it.")],
     metric: Annotated[
         list[str] | None, typer.Option("--metric", "-m", help="Metric key; repeatable.")
     ] = None,
@@ -287,7 +361,10 @@ def history(
     """Print the history of a run's metrics."""
     _check_destination(output_format, output)
     with _store(store) as opened:
-        emit(opened.metric_history(run_id, metric, points=points), output_format, output)
+        [run] = _runs(opened, [run_id])
+        series = opened.metric_history(run[0], metric, points=points).to_arrow_table()
+        _check_metrics(opened, [run], metric or [], series)
+        emit(series, output_format, output)
 
 
 @app.command()

@@ -156,6 +156,10 @@ def test_query_markdown_and_json(store) -> None:
         (["export", "runs", "x.xlsx"], "cannot tell the format of 'x.xlsx'"),
         (["runs", "--filter", "metrics.acc >"], "expected a number or a quoted string"),
         (["compare", "nope"], "no run 'nope'"),
+        (["history", "nope"], "no run 'nope'"),
+        (["history", "nope", "-m", "acc"], "no run 'nope'"),
+        (["runs", "nope"], "no experiment 'nope' in store"),
+        (["runs", "sweep", "nope"], "no experiment 'nope' in store"),
         (["query"], "give the SQL query as an argument, - to read it from standard input"),
         (["runs", "-o", "runs.csv", "-f", "json"], "--format json does not match --output"),
         (["query", "SELECT 1", "-o", "x.parquet", "-f", "csv"], "--format csv does not match"),
@@ -226,6 +230,41 @@ def test_query_from_standard_input_or_a_file(store, tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["query", "-F", str(tmp_path / "none.sql"), "-s", uri])
     assert missing.exit_code == 1
     assert "none.sql" in missing.stderr
+
+
+def test_a_search_that_finds_nothing_in_an_experiment_is_not_an_error(store) -> None:
+    uri, _ = store
+    out = invoke("runs", "sweep", "other", "--filter", "metrics.acc > 5", "-s", uri, "-f", "csv")
+    assert len(out.splitlines()) == 1  # the header
+
+
+def test_runs_are_named_by_the_start_of_their_id(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    ids = []
+    for index in range(17):  # two of them start with the same hex digit
+        with lakestore.start_run(store=uri, run_name=f"r{index}") as run:
+            run.log_metric("loss", index)
+        ids.append(run.run_id)
+    first = [run_id[0] for run_id in ids]
+    shared = next(digit for digit in first if first.count(digit) > 1)
+    result = CliRunner().invoke(app, ["history", shared, "-s", uri])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: '{shared}' starts the ids of ")
+    assert result.stderr.endswith("; give more of the id\n")
+    short = [run_id[:8] for run_id in ids[:2]]
+    side_by_side = _csv(invoke("compare", *short, "-s", uri, "-f", "csv"))
+    assert list(side_by_side[0]) == ["section", "key", *ids[:2]]
+    assert float(_csv(invoke("history", short[1], "-s", uri))[0]["value"]) == 1
+
+
+def test_history_of_a_metric_the_run_does_not_have(store) -> None:
+    uri, ids = store
+    for command in (["history", ids[0], "-m", "acc", "-m", "los"],):
+        result = CliRunner().invoke(app, [*command, "-s", uri])
+        assert result.exit_code == 1
+        assert (
+            result.stderr == f"error: no metric 'los' in run {ids[0]} (r0); its metrics: acc, nan\n"
+        )
 
 
 def test_a_format_that_matches_the_output_file_is_fine(store, tmp_path: Path) -> None:
