@@ -25,7 +25,7 @@ import lakestore.maintenance
 from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore.export import FILE_FORMATS
 
-from .output import OutputFormat, emit, resolve_format, side_by_side
+from .output import OutputFormat, emit, overview_columns, resolve_format, side_by_side
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -294,6 +294,16 @@ def runs(
         typer.Option("--order-by", help="Sort key, e.g. 'metrics.acc DESC'; repeatable."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 100,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            "-c",
+            help="Only these columns, comma-separated, e.g. run_id,run_name,metrics.acc "
+            "(default: the main ones in a terminal, every column in other formats).",
+            show_default=False,
+        ),
+    ] = None,
     lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
@@ -306,7 +316,12 @@ def runs(
             filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
         ).to_arrow_table()
         _check_experiments(opened, experiment or [], found.column("experiment").to_pylist())
-        emit(found, output_format, output)
+        in_terminal = output is None and resolve_format(output_format) is OutputFormat.table
+        if columns is not None:
+            found = _select(found, [name.strip() for name in columns.split(",")])
+        elif in_terminal:
+            found = found.select(overview_columns(found))
+        emit(found, output_format, output, brief=in_terminal)
 
 
 def _check_experiments(store: lakestore.Store, asked: list[str], found: list[str]) -> None:
@@ -321,6 +336,26 @@ def _check_experiments(store: lakestore.Store, asked: list[str], found: list[str
                 f"no experiment {unknown[0]!r} in store {store.storage.url}; its experiments: "
                 + _listing(sorted(known))
             )
+
+
+def _select(table: pa.Table, names: list[str]) -> pa.Table:
+    """The columns ``names`` of a search's result, or exit with an error naming a column it
+    does not have. With no runs found, a search has no param, metric or tag columns to
+    check against: each asked for is then given, empty."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(names))
+    missing = [name for name in names if name not in table.column_names]
+    keys = ("params.", "metrics.", "tags.")
+    wrong = [name for name in missing if table.num_rows or not name.startswith(keys)]
+    if wrong:
+        _fail(
+            f"no column {wrong[0]!r} in the runs found; their columns: "
+            + _listing(table.column_names, most=1000)
+        )
+    for name in missing:
+        table = table.append_column(name, pa.nulls(0, pa.string()))
+    return table.select(names)
 
 
 @app.command()

@@ -160,6 +160,7 @@ def test_query_markdown_and_json(store) -> None:
         (["history", "nope", "-m", "acc"], "no run 'nope'"),
         (["runs", "nope"], "no experiment 'nope' in store"),
         (["runs", "sweep", "nope"], "no experiment 'nope' in store"),
+        (["runs", "--columns", "run_name,nope"], "no column 'nope' in the runs found"),
         (["query"], "give the SQL query as an argument, - to read it from standard input"),
         (["runs", "-o", "runs.csv", "-f", "json"], "--format json does not match --output"),
         (["query", "SELECT 1", "-o", "x.parquet", "-f", "csv"], "--format csv does not match"),
@@ -230,6 +231,65 @@ def test_query_from_standard_input_or_a_file(store, tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["query", "-F", str(tmp_path / "none.sql"), "-s", uri])
     assert missing.exit_code == 1
     assert "none.sql" in missing.stderr
+
+
+def test_runs_in_a_terminal_shows_the_main_columns_briefly(store) -> None:
+    uri, ids = store
+    result = CliRunner().invoke(
+        app, ["runs", "sweep", "-s", uri, "-f", "table"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[1]
+    names = ["run_id", "run_name", "status", "start_time", "duration_s", "metrics.acc"]
+    assert [name for name in header.replace("┃", " ").split()] == [
+        *names,
+        "metrics.nan",
+        "params.lr",
+        "params.optimizer",
+    ]
+    assert ids[1][:8] in result.stdout
+    assert ids[1] not in result.stdout  # ids cut to 8 characters
+    assert " 0.29 " in result.stdout  # 0.1 + 0.19, rounded for display
+    assert "0.29000000000000004" not in result.stdout
+    narrow = CliRunner().invoke(
+        app, ["runs", "sweep", "-s", uri, "-f", "table"], env={"COLUMNS": "60"}
+    )
+    assert "params.lr" not in narrow.stdout  # only the keys that fit
+    assert all(len(line) <= 60 for line in narrow.stdout.splitlines())
+
+
+@pytest.mark.parametrize("output_format", ["csv", "json", "markdown"])
+def test_runs_in_other_formats_keeps_every_column(store, output_format: str) -> None:
+    uri, ids = store
+    out = invoke("runs", "sweep", "-s", uri, "-f", output_format, "--order-by", "run_name")
+    for column in ("host", "user", "end_time", "params.lr", "metrics.nan"):
+        assert column in out
+    assert ids[0] in out
+    assert "0.29000000000000004" in out
+
+
+def test_runs_columns_picks_columns_in_every_format(store, tmp_path: Path) -> None:
+    uri, ids = store
+    args = ["runs", "sweep", "-s", uri, "--order-by", "run_name", "-c", "run_id, metrics.acc"]
+    assert _csv(invoke(*args, "-f", "csv"))[0] == {"run_id": ids[0], "metrics.acc": "0.19"}
+    assert json.loads(invoke(*args, "-f", "json").splitlines()[0]) == {
+        "run_id": ids[0], "metrics.acc": 0.19
+    }  # fmt: skip
+    table = invoke(*args, "-f", "table")
+    assert "metrics.acc" in table
+    assert "run_name" not in table
+    invoke(*args, "-o", str(tmp_path / "runs.parquet"))
+    assert pq.read_table(tmp_path / "runs.parquet").column_names == ["run_id", "metrics.acc"]
+    unknown = CliRunner().invoke(app, ["runs", "-s", uri, "--columns", "run_id,acc"])
+    assert unknown.exit_code == 1
+    assert "no column 'acc' in the runs found; their columns: experiment, run_id," in (
+        unknown.stderr
+    )
+    assert "metrics.acc" in unknown.stderr
+    none_found = ["runs", "-s", uri, "--filter", "metrics.acc > 5", "-f", "csv"]
+    assert invoke(*none_found, "-c", "run_id,metrics.acc") == '"run_id","metrics.acc"\n'
+    typo = CliRunner().invoke(app, [*none_found, "-c", "run_nme"])
+    assert (typo.exit_code, "no column 'run_nme'" in typo.stderr) == (1, True)
 
 
 def test_a_search_that_finds_nothing_in_an_experiment_is_not_an_error(store) -> None:
