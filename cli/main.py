@@ -25,7 +25,16 @@ import lakestore.maintenance
 from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore.export import FILE_FORMATS
 
-from .output import OutputFormat, emit, overview_columns, resolve_format, side_by_side
+from .output import (
+    OutputFormat,
+    cell,
+    emit,
+    key_values,
+    overview_columns,
+    resolve_format,
+    sections_table,
+    side_by_side,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -356,6 +365,43 @@ def _select(table: pa.Table, names: list[str]) -> pa.Table:
     for name in missing:
         table = table.append_column(name, pa.nulls(0, pa.string()))
     return table.select(names)
+
+
+@app.command()
+def describe(
+    run_id: Annotated[str, typer.Argument(help="The run: its id, or the first characters of it.")],
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
+    store: StoreOption = None,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Show one run in full: its attributes, params, tags and latest metrics."""
+    _check_destination(output_format, output)
+    with _store(store, lost_after=lost_after) as opened:
+        [(run_id, _)] = _runs(opened, [run_id])
+        sections = _described(opened, run_id)
+        if output is None and resolve_format(output_format) is OutputFormat.table:
+            for title, pairs in sections.items():
+                emit(key_values(pairs), OutputFormat.table, None, title=title)
+        else:  # one table that parses back, as compare writes
+            emit(sections_table(sections), output_format, output)
+
+
+def _described(store: lakestore.Store, run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """The attributes, params, tags and latest metrics of a run as text, in full."""
+    attributes = store.sql("SELECT * EXCLUDE (tags) FROM runs WHERE run_id = ?", [run_id])
+    [values] = attributes.fetchall()
+    sections = {"attributes": list(zip(attributes.columns, map(cell, values), strict=True))}
+    keyed = store.sql(
+        "SELECT 'params', key, value, 1 AS position FROM params WHERE run_id = $id "
+        "UNION ALL SELECT 'tags', key, value, 2 FROM tags WHERE run_id = $id "
+        "UNION ALL SELECT 'metrics', key, CAST(latest AS VARCHAR), 3 FROM metric_summary "
+        "WHERE run_id = $id ORDER BY position, key",
+        {"id": run_id},
+    ).fetchall()
+    for section in ("params", "tags", "metrics"):
+        sections[section] = [(key, value) for name, key, value, _ in keyed if name == section]
+    return sections
 
 
 @app.command()

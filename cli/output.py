@@ -65,6 +65,30 @@ def side_by_side(params: duckdb.DuckDBPyRelation, metrics: duckdb.DuckDBPyRelati
     return pa.concat_tables(parts)
 
 
+def key_values(pairs: list[tuple[str, str]]) -> pa.Table:
+    """A two-column table, ``key`` and ``value``, of text ``pairs``."""
+    import pyarrow as pa
+
+    return pa.table(
+        [
+            pa.array([key for key, _ in pairs], pa.string()),
+            pa.array([value for _, value in pairs], pa.string()),
+        ],
+        names=["key", "value"],
+    )
+
+
+def sections_table(sections: dict[str, list[tuple[str, str]]]) -> pa.Table:
+    """Keyed sections as one table that parses back: ``section``, ``key``, ``value``."""
+    import pyarrow as pa
+
+    parts = [
+        key_values(pairs).add_column(0, "section", pa.array([title] * len(pairs), pa.string()))
+        for title, pairs in sections.items()
+    ]
+    return pa.concat_tables(parts)
+
+
 def overview_columns(table: pa.Table, width: int | None = None) -> list[str]:
     """The columns of a ``search_runs`` result worth a terminal's ``width``: the run's id,
     experiment (when there are several), name, status, start and duration, then as many of
@@ -129,7 +153,8 @@ def emit(
         write_json_lines(table, sys.stdout)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """``value`` as text, in full: the text of a table's or markdown's cell."""
     if value is None:
         return ""
     if hasattr(value, "isoformat"):
@@ -157,7 +182,7 @@ def _brief_cell(name: str) -> Callable[[Any], str]:
             return value.astimezone().strftime("%Y-%m-%d %H:%M")
         if name in ("run_id", "parent_run_id") and isinstance(value, str):
             return value[:SHORT_ID]
-        return _cell(value)
+        return cell(value)
 
     return show
 
@@ -171,7 +196,7 @@ def _markdown(table: pa.Table) -> str:
         "|" + "---|" * table.num_columns,
     ]
     for row in rows(table):
-        lines.append("| " + " | ".join(escape(_cell(value)) for value in row) + " |")
+        lines.append("| " + " | ".join(escape(cell(value)) for value in row) + " |")
     return "\n".join(lines)
 
 
@@ -189,7 +214,7 @@ def _print_table(table: pa.Table, title: str | None, brief: bool) -> None:
     for name in table.column_names:  # Text: data is never read as markup
         # A brief table keeps a row a line, a full one shows every character.
         shown.add_column(Text(name), overflow="ellipsis" if brief else "fold", no_wrap=brief)
-    texts = [_brief_cell(name) if brief else _cell for name in table.column_names]
+    texts = [_brief_cell(name) if brief else cell for name in table.column_names]
     for row in rows(table.slice(0, MAX_TABLE_ROWS)):
         shown.add_row(*(Text(text(value)) for text, value in zip(texts, row, strict=True)))
     console = PipeConsole()

@@ -24,7 +24,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
     uri = str(tmp_path_factory.mktemp("cli"))
     ids = []
     for index, (lr, optimizer) in enumerate([(0.1, "adam"), (0.01, "sgd"), (0.001, "adam")]):
-        with lakestore.start_run(store=uri, experiment="sweep", run_name=f"r{index}") as run:
+        team = {"adam": "vision", "sgd": "nlp"}[optimizer]
+        with lakestore.start_run(
+            store=uri, experiment="sweep", run_name=f"r{index}", tags={"team": team}
+        ) as run:
             run.log_params({"lr": lr, "optimizer": optimizer})
             for step in range(20):
                 run.log_metric("acc", index / 10 + step / 100, step=step)
@@ -158,6 +161,7 @@ def test_query_markdown_and_json(store) -> None:
         (["compare", "nope"], "no run 'nope'"),
         (["history", "nope"], "no run 'nope'"),
         (["history", "nope", "-m", "acc"], "no run 'nope'"),
+        (["describe", "nope"], "no run 'nope'"),
         (["runs", "nope"], "no experiment 'nope' in store"),
         (["runs", "sweep", "nope"], "no experiment 'nope' in store"),
         (["runs", "--columns", "run_name,nope"], "no column 'nope' in the runs found"),
@@ -296,6 +300,26 @@ def test_a_search_that_finds_nothing_in_an_experiment_is_not_an_error(store) -> 
     uri, _ = store
     out = invoke("runs", "sweep", "other", "--filter", "metrics.acc > 5", "-s", uri, "-f", "csv")
     assert len(out.splitlines()) == 1  # the header
+
+
+def test_describe_shows_a_run_in_full(store) -> None:
+    uri, ids = store
+    rows = _csv(invoke("describe", ids[1], "-s", uri, "-f", "csv"))
+    described = {(row["section"], row["key"]): row["value"] for row in rows}
+    assert described[("attributes", "run_id")] == ids[1]
+    assert described[("attributes", "run_name")] == "r1"
+    assert described[("attributes", "status")] == "FINISHED"
+    assert described[("params", "lr")] == "0.01"
+    assert described[("params", "optimizer")] == "sgd"
+    assert described[("tags", "team")] == "nlp"
+    assert float(described[("metrics", "acc")]) == 0.1 + 0.19  # in full
+    assert described[("metrics", "nan")] == "nan"
+    assert [row["section"] for row in rows] == sorted(
+        (row["section"] for row in rows), key=["attributes", "params", "tags", "metrics"].index
+    )
+    table = invoke("describe", ids[1][:10], "-s", uri, "-f", "table")  # the start of an id
+    for shown in ("attributes", "params", "tags", "metrics", ids[1], "sgd", "nlp"):
+        assert shown in table
 
 
 def test_runs_are_named_by_the_start_of_their_id(tmp_path: Path) -> None:
