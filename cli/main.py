@@ -449,6 +449,26 @@ def history(
 
 
 @app.command()
+def plot(
+    run_ids: Annotated[list[str], typer.Argument(help="The runs, each drawn as one line.")],
+    metric: Annotated[str, typer.Option("--metric", "-m", help="The metric to draw.")],
+    points: Annotated[
+        int, typer.Option("--points", help="Downsample each line to this many points.")
+    ] = 500,
+    store: StoreOption = None,
+) -> None:
+    """Draw a metric of runs by step in the terminal, one line a run labelled by its name."""
+    from .plot import curves
+
+    with _store(store) as opened:
+        chosen = _runs(opened, run_ids)
+        ids = [run_id for run_id, _ in chosen]
+        series = opened.metric_history(ids, metric, points=points).to_arrow_table()
+        _check_metrics(opened, chosen, [metric], series)
+        typer.echo(curves(series, chosen, metric, color=sys.stdout.isatty()))
+
+
+@app.command()
 def export(
     view: Annotated[
         str,

@@ -162,6 +162,7 @@ def test_query_markdown_and_json(store) -> None:
         (["history", "nope"], "no run 'nope'"),
         (["history", "nope", "-m", "acc"], "no run 'nope'"),
         (["describe", "nope"], "no run 'nope'"),
+        (["plot", "nope", "-m", "acc"], "no run 'nope'"),
         (["runs", "nope"], "no experiment 'nope' in store"),
         (["runs", "sweep", "nope"], "no experiment 'nope' in store"),
         (["runs", "--columns", "run_name,nope"], "no column 'nope' in the runs found"),
@@ -343,7 +344,7 @@ def test_runs_are_named_by_the_start_of_their_id(tmp_path: Path) -> None:
 
 def test_history_of_a_metric_the_run_does_not_have(store) -> None:
     uri, ids = store
-    for command in (["history", ids[0], "-m", "acc", "-m", "los"],):
+    for command in (["history", ids[0], "-m", "acc", "-m", "los"], ["plot", ids[0], "-m", "los"]):
         result = CliRunner().invoke(app, [*command, "-s", uri])
         assert result.exit_code == 1
         assert (
@@ -355,6 +356,29 @@ def test_a_format_that_matches_the_output_file_is_fine(store, tmp_path: Path) ->
     uri, _ = store
     invoke("runs", "-s", uri, "-o", str(tmp_path / "runs.jsonl"), "-f", "json")
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
+
+
+def test_plot_draws_one_labelled_line_a_run(store) -> None:
+    uri, ids = store
+    done = subprocess.run(
+        ["lakestore", "plot", ids[0], ids[1][:8], "--metric", "acc", "--points", "5", "-s", uri],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].strip() == "acc by step"
+    assert lines[1].startswith("┌")  # the frame
+    assert lines[-3].startswith("└")
+    assert "15" in lines[-2].split()  # steps along the x axis
+    assert lines[-1].split() == ["++", "r0", "xx", "r1"]  # a character a run: no colours
+    assert "\x1b[" not in done.stdout
+
+
+def test_plot_labels_runs_of_the_same_name_by_their_id() -> None:
+    from lakestore_cli.plot import labels
+
+    runs = [("a" * 32, "r"), ("b" * 32, "r"), ("c" * 32, None), ("d" * 32, "s")]
+    assert labels(runs) == ["r (aaaaaaaa)", "r (bbbbbbbb)", "cccccccc", "s"]
 
 
 @pytest.mark.parametrize("output_format", ["table", "csv", "json", "markdown"])
