@@ -1,7 +1,9 @@
 """``lakestore``: search, compare and export runs from the shell.
 
 Each command parses its arguments, makes one library call and prints the result through
-:mod:`lakestore_cli.output`. Errors print as one line on stderr and exit with status 1.
+:mod:`lakestore_cli.output`. Errors print as one line on stderr and exit with status 1;
+so does a run, experiment, metric or column that the store does not hold. Runs are named
+by their id or its first characters, as the terminal table of ``lakestore runs`` shows them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 
@@ -21,7 +23,21 @@ import lakestore.format
 import lakestore.maintenance
 import lakestore.merge
 from lakestore.errors import LakestoreError, UnreadableFileWarning
-from lakestore_cli.output import OutputFormat, emit, resolve_format, side_by_side
+from lakestore.export import FILE_FORMATS
+
+from .output import (
+    OutputFormat,
+    cell,
+    emit,
+    key_values,
+    overview_columns,
+    resolve_format,
+    sections_table,
+    side_by_side,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 app = typer.Typer(
     help="Experiment tracking stored as a Parquet lakehouse, queried with DuckDB.",
@@ -36,7 +52,7 @@ StoreOption = Annotated[
         "-s",
         envvar="LAKESTORE_URI",
         help="Store location: a folder or a URL such as s3://bucket/prefix "
-        "[default: ./lakestore-data].",
+        "(default: ./lakestore-data).",
         show_default=False,
     ),
 ]
@@ -45,7 +61,7 @@ FormatOption = Annotated[
     typer.Option(
         "--format",
         "-f",
-        help="Output format [default: table in a terminal, csv when piped].",
+        help="Output format (default: table in a terminal, csv when piped).",
         show_default=False,
     ),
 ]
@@ -81,15 +97,23 @@ def _errors() -> Iterator[None]:
             warnings.simplefilter("always", UnreadableFileWarning)
             shown = warnings.showwarning
 
-            def show(message: Warning | str, category: type[Warning], *args: object) -> None:
+            def show(
+                message: Warning | str,
+                category: type[Warning],
+                filename: str,
+                lineno: int,
+                file: TextIO | None = None,
+                line: str | None = None,
+            ) -> None:
                 if issubclass(category, UnreadableFileWarning):
                     typer.echo(f"warning: {message}", err=True)
                 else:
-                    shown(message, category, *args)  # type: ignore[arg-type]
+                    shown(message, category, filename, lineno, file, line)
 
             warnings.showwarning = show
             yield
-    except BrokenPipeError:  # the reader went away (| head): stop quietly
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, status 0
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(code=0) from None
     except (LakestoreError, duckdb.Error, pyarrow.ArrowException, OSError) as error:
@@ -110,20 +134,110 @@ def _store(
         yield store
 
 
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` as one error line on stderr and exit with status 1."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _check_destination(output_format: OutputFormat | None, output: Path | None) -> None:
+    """Refuse ``--format`` naming another format than the ``--output`` file's extension:
+    the file would not be what its name says, or not what was asked for."""
+    if output_format is None or output is None:
+        return
+    kind = FILE_FORMATS.get(output.suffix.lower())
+    if kind is not None and kind != output_format.value:
+        _fail(
+            f"--format {output_format.value} does not match --output {str(output)!r}, "
+            f"which its extension makes a {kind} file; drop --format or change the extension"
+        )
+
+
+def _listing(names: list[str], most: int = 20) -> str:
+    """``names`` for an error message, at most ``most`` of them."""
+    shown = ", ".join(names[:most]) or "none"
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _runs(store: lakestore.Store, given: list[str]) -> list[tuple[str, str | None]]:
+    """The id and name of each run in ``given``, named by its id or the first characters
+    of it, in that order and each once; exit with an error for an id no run (or more than
+    one run) has."""
+    found: dict[str, dict[str, str | None]] = {}
+    for prefix, run_id, run_name in store.sql(
+        "SELECT given, run_id, run_name FROM (SELECT unnest($given) AS given) "
+        "JOIN runs ON given <> '' AND starts_with(run_id, given)",
+        {"given": given},
+    ).fetchall():
+        found.setdefault(prefix, {})[run_id] = run_name
+    named: dict[str, str | None] = {}
+    for prefix in given:
+        matches = found.get(prefix, {})
+        if prefix in matches:
+            matches = {prefix: matches[prefix]}
+        if not matches:
+            _fail(f"no run {prefix!r} in store {store.storage.url}")
+        if len(matches) > 1:
+            _fail(
+                f"{prefix!r} starts the ids of {len(matches)} runs "
+                f"({_listing(sorted(matches), 3)}); give more of the id"
+            )
+        named.update(matches)
+    return list(named.items())
+
+
+def _check_metrics(
+    store: lakestore.Store, runs: list[tuple[str, str | None]], keys: list[str], history: pa.Table
+) -> None:
+    """Exit with an error if a run has no history of one of the metric ``keys``."""
+    present = set(
+        zip(history.column("run_id").to_pylist(), history.column("key").to_pylist(), strict=True)
+    )
+    for run_id, run_name in runs:
+        for key in keys:
+            if (run_id, key) not in present:
+                logged = store.sql(
+                    "SELECT key FROM metric_summary WHERE run_id = ? ORDER BY key", [run_id]
+                ).fetchall()
+                named = f"{run_id} ({run_name})" if run_name else run_id
+                _fail(
+                    f"no metric {key!r} in run {named}; its metrics: "
+                    + _listing([row[0] for row in logged])
+                )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"lakestore {lakestore.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Experiment tracking stored as a Parquet lakehouse, queried with DuckDB."""
 
 
 @app.command()
 def query(
     sql: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="The SQL query, over the views runs, params, metrics, metric_summary, tags "
-            "and experiments (see docs/QUERYING.md)."
+            "and experiments (see docs/QUERYING.md); - to read it from standard input.",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-F", help="Read the SQL query from this file.", dir_okay=False),
+    ] = None,
     sandbox: Annotated[
         bool,
         typer.Option(
@@ -139,6 +253,8 @@ def query(
 ) -> None:
     """Run a SQL query over a store and print the result. Only reads are run: to write
     the result to a file, use --output FILE or lakestore export."""
+    sql = _query_text(sql, file)
+    _check_destination(output_format, output)
     with _store(store, sandbox=sandbox, lost_after=lost_after) as opened:
         if output is not None:
             opened.export(sql, output)
@@ -146,11 +262,26 @@ def query(
             emit(opened.arrow(sql), output_format, None)
 
 
+def _query_text(sql: str | None, file: Path | None) -> str:
+    """The SQL of the argument, of standard input (for -) or of --file; exit with an error
+    unless exactly one of them gives it."""
+    if sql is not None and file is None:
+        return sys.stdin.read() if sql == "-" else sql
+    if file is not None and sql is None:
+        with _errors():
+            text = file.read_text()
+        return text
+    if sql is None:
+        _fail("give the SQL query as an argument, - to read it from standard input, or --file")
+    _fail("give the SQL query as an argument or with --file, not both")
+
+
 @app.command()
 def experiments(
     store: StoreOption = None, output_format: FormatOption = None, output: OutputOption = None
 ) -> None:
     """List the experiments with their number of runs."""
+    _check_destination(output_format, output)
     with _store(store) as opened:
         emit(opened.arrow("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
 
@@ -172,17 +303,105 @@ def runs(
         typer.Option("--order-by", help="Sort key, e.g. 'metrics.acc DESC'; repeatable."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 100,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            "-c",
+            help="Only these columns, comma-separated, e.g. run_id,run_name,metrics.acc "
+            "(default: the main ones in a terminal, every column in other formats).",
+            show_default=False,
+        ),
+    ] = None,
     lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
     """Search runs: one row per run, with its params and latest metrics as columns."""
+    _check_destination(output_format, output)
     with _store(store, lost_after=lost_after) as opened:
         found = opened.search_runs(
             filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
+        ).to_arrow_table()
+        _check_experiments(opened, experiment or [], found.column("experiment").to_pylist())
+        in_terminal = output is None and resolve_format(output_format) is OutputFormat.table
+        if columns is not None:
+            found = _select(found, [name.strip() for name in columns.split(",")])
+        elif in_terminal:
+            found = found.select(overview_columns(found))
+        emit(found, output_format, output, brief=in_terminal)
+
+
+def _check_experiments(store: lakestore.Store, asked: list[str], found: list[str]) -> None:
+    """Exit with an error if an experiment asked for, of which no run was found, does not
+    exist: a search that matched none of its runs is not an error."""
+    unseen = set(asked) - set(found)
+    if unseen:
+        known = [row[0] for row in store.sql("SELECT experiment FROM experiments").fetchall()]
+        unknown = sorted(unseen - set(known))
+        if unknown:
+            _fail(
+                f"no experiment {unknown[0]!r} in store {store.storage.url}; its experiments: "
+                + _listing(sorted(known))
+            )
+
+
+def _select(table: pa.Table, names: list[str]) -> pa.Table:
+    """The columns ``names`` of a search's result, or exit with an error naming a column it
+    does not have. With no runs found, a search has no param, metric or tag columns to
+    check against: each asked for is then given, empty."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(names))
+    missing = [name for name in names if name not in table.column_names]
+    keys = ("params.", "metrics.", "tags.")
+    wrong = [name for name in missing if table.num_rows or not name.startswith(keys)]
+    if wrong:
+        _fail(
+            f"no column {wrong[0]!r} in the runs found; their columns: "
+            + _listing(table.column_names, most=1000)
         )
-        emit(found, output_format, output)
+    for name in missing:
+        table = table.append_column(name, pa.nulls(0, pa.string()))
+    return table.select(names)
+
+
+@app.command()
+def describe(
+    run_id: Annotated[str, typer.Argument(help="The run: its id, or the first characters of it.")],
+    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
+    store: StoreOption = None,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Show one run in full: its attributes, params, tags and latest metrics."""
+    _check_destination(output_format, output)
+    with _store(store, lost_after=lost_after) as opened:
+        [(run_id, _)] = _runs(opened, [run_id])
+        sections = _described(opened, run_id)
+        if output is None and resolve_format(output_format) is OutputFormat.table:
+            for title, pairs in sections.items():
+                emit(key_values(pairs), OutputFormat.table, None, title=title)
+        else:  # one table that parses back, as compare writes
+            emit(sections_table(sections), output_format, output)
+
+
+def _described(store: lakestore.Store, run_id: str) -> dict[str, list[tuple[str, str]]]:
+    """The attributes, params, tags and latest metrics of a run as text, in full."""
+    attributes = store.sql("SELECT * EXCLUDE (tags) FROM runs WHERE run_id = ?", [run_id])
+    [values] = attributes.fetchall()
+    sections = {"attributes": list(zip(attributes.columns, map(cell, values), strict=True))}
+    keyed = store.sql(
+        "SELECT 'params', key, value, 1 AS position FROM params WHERE run_id = $id "
+        "UNION ALL SELECT 'tags', key, value, 2 FROM tags WHERE run_id = $id "
+        "UNION ALL SELECT 'metrics', key, CAST(latest AS VARCHAR), 3 FROM metric_summary "
+        "WHERE run_id = $id ORDER BY position, key",
+        {"id": run_id},
+    ).fetchall()
+    for section in ("params", "tags", "metrics"):
+        sections[section] = [(key, value) for name, key, value, _ in keyed if name == section]
+    return sections
 
 
 @app.command()
@@ -196,7 +415,9 @@ def compare(
     output: OutputOption = None,
 ) -> None:
     """Params and latest metrics of runs side by side: a column per run."""
+    _check_destination(output_format, output)
     with _store(store) as opened:
+        run_ids = [run_id for run_id, _ in _runs(opened, run_ids)]
         sides = opened.compare(run_ids, only_differences=differences)
         if output is None and resolve_format(output_format) is OutputFormat.table:
             for title, relation in (("params", sides.params), ("metrics", sides.metrics)):
@@ -207,7 +428,7 @@ def compare(
 
 @app.command()
 def history(
-    run_id: Annotated[str, typer.Argument(help="The run.")],
+    run_id: Annotated[str, typer.Argument(help="The run: its id, or the first characters of it.")],
     metric: Annotated[
         list[str] | None, typer.Option("--metric", "-m", help="Metric key; repeatable.")
     ] = None,
@@ -219,8 +440,32 @@ def history(
     output: OutputOption = None,
 ) -> None:
     """Print the history of a run's metrics."""
+    _check_destination(output_format, output)
     with _store(store) as opened:
-        emit(opened.metric_history(run_id, metric, points=points), output_format, output)
+        [run] = _runs(opened, [run_id])
+        series = opened.metric_history(run[0], metric, points=points).to_arrow_table()
+        _check_metrics(opened, [run], metric or [], series)
+        emit(series, output_format, output)
+
+
+@app.command()
+def plot(
+    run_ids: Annotated[list[str], typer.Argument(help="The runs, each drawn as one line.")],
+    metric: Annotated[str, typer.Option("--metric", "-m", help="The metric to draw.")],
+    points: Annotated[
+        int, typer.Option("--points", help="Downsample each line to this many points.")
+    ] = 500,
+    store: StoreOption = None,
+) -> None:
+    """Draw a metric of runs by step in the terminal, one line a run labelled by its name."""
+    from .plot import curves
+
+    with _store(store) as opened:
+        chosen = _runs(opened, run_ids)
+        ids = [run_id for run_id, _ in chosen]
+        series = opened.metric_history(ids, metric, points=points).to_arrow_table()
+        _check_metrics(opened, chosen, [metric], series)
+        typer.echo(curves(series, chosen, metric, color=sys.stdout.isatty()))
 
 
 @app.command()
@@ -240,8 +485,7 @@ def export(
     """Export a view of the store to a Parquet, CSV, JSON lines or Arrow file."""
     views = ("runs", "params", "metrics", "metric_summary", "tags", "experiments")
     if view not in views:
-        typer.echo(f"error: cannot export {view!r}; choose one of {', '.join(views)}", err=True)
-        raise typer.Exit(code=1)
+        _fail(f"cannot export {view!r}; choose one of {', '.join(views)}")
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     query, params = f"SELECT * FROM {view}", None

@@ -8,6 +8,10 @@ import sys
 
 import lakestore
 
+if len(sys.argv) != 2:
+    print("usage: python examples/log_to_s3.py s3://bucket/prefix", file=sys.stderr)
+    sys.exit(2)
+
 lakestore.set_store(sys.argv[1])  # credentials and endpoint from the standard AWS variables
 with lakestore.start_run(experiment="s3-demo", run_name="remote") as run:
     run.log_param("lr", 0.01)

@@ -299,10 +299,10 @@ def param_text_and_float(key: str, value: object) -> tuple[str, float | None]:
                 f"param {key!r} value is an integer too large to store"
             ) from None
         try:
-            number: float | None = float(int(value))
+            integral: float | None = float(int(value))
         except OverflowError:
-            number = None
-        return check_text(text, f"param {key!r} value"), number
+            integral = None
+        return check_text(text, f"param {key!r} value"), integral
     if type(value).__name__ == "bool_":  # NumPy's bool is not an int subclass
         return str(bool(value)), None  # type: ignore[arg-type]
     text = check_text(value if isinstance(value, str) else str(value), f"param {key!r} value")

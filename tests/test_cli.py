@@ -24,7 +24,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
     uri = str(tmp_path_factory.mktemp("cli"))
     ids = []
     for index, (lr, optimizer) in enumerate([(0.1, "adam"), (0.01, "sgd"), (0.001, "adam")]):
-        with lakestore.start_run(store=uri, experiment="sweep", run_name=f"r{index}") as run:
+        team = {"adam": "vision", "sgd": "nlp"}[optimizer]
+        with lakestore.start_run(
+            store=uri, experiment="sweep", run_name=f"r{index}", tags={"team": team}
+        ) as run:
             run.log_params({"lr": lr, "optimizer": optimizer})
             for step in range(20):
                 run.log_metric("acc", index / 10 + step / 100, step=step)
@@ -156,6 +159,17 @@ def test_query_markdown_and_json(store) -> None:
         (["export", "runs", "x.xlsx"], "cannot tell the format of 'x.xlsx'"),
         (["runs", "--filter", "metrics.acc >"], "expected a number or a quoted string"),
         (["compare", "nope"], "no run 'nope'"),
+        (["history", "nope"], "no run 'nope'"),
+        (["history", "nope", "-m", "acc"], "no run 'nope'"),
+        (["describe", "nope"], "no run 'nope'"),
+        (["plot", "nope", "-m", "acc"], "no run 'nope'"),
+        (["runs", "nope"], "no experiment 'nope' in store"),
+        (["runs", "sweep", "nope"], "no experiment 'nope' in store"),
+        (["runs", "--columns", "run_name,nope"], "no column 'nope' in the runs found"),
+        (["query"], "give the SQL query as an argument, - to read it from standard input"),
+        (["runs", "-o", "runs.csv", "-f", "json"], "--format json does not match --output"),
+        (["query", "SELECT 1", "-o", "x.parquet", "-f", "csv"], "--format csv does not match"),
+        (["history", "x", "-o", "h.jsonl", "-f", "table"], "--format table does not match"),
     ],
 )
 def test_errors_are_one_line(store, args: list[str], message: str) -> None:
@@ -163,7 +177,8 @@ def test_errors_are_one_line(store, args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, [*args, "-s", uri])
     assert result.exit_code == 1
     assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
 
 
 def test_every_command_has_help() -> None:
@@ -196,3 +211,189 @@ def test_odd_values_print_in_every_format(tmp_path: Path) -> None:
     assert json.loads(nested) == {"x": [1.0, None], "a": 1, "b": 2}
     markdown = invoke("query", "SELECT tags['note'] AS note FROM runs", "-s", uri, "-f", "markdown")
     assert markdown.splitlines()[2] == "| [/x] [bold]hi[/bold] a\\|b\\\\c |"
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"lakestore {lakestore.__version__}\n"
+
+
+def test_query_from_standard_input_or_a_file(store, tmp_path: Path) -> None:
+    uri, _ = store
+    sql = "SELECT count(*) AS n FROM runs"
+    result = CliRunner().invoke(app, ["query", "-", "-s", uri, "-f", "csv"], input=sql)
+    assert result.exit_code == 0, result.output
+    assert _csv(result.stdout) == [{"n": "4"}]
+    (tmp_path / "q.sql").write_text(sql + "\n")
+    for option in ("--file", "-F"):
+        assert _csv(invoke("query", option, str(tmp_path / "q.sql"), "-s", uri)) == [{"n": "4"}]
+    both = CliRunner().invoke(app, ["query", sql, "-F", str(tmp_path / "q.sql"), "-s", uri])
+    assert (both.exit_code, both.stderr) == (
+        1,
+        "error: give the SQL query as an argument or with --file, not both\n",
+    )
+    missing = CliRunner().invoke(app, ["query", "-F", str(tmp_path / "none.sql"), "-s", uri])
+    assert missing.exit_code == 1
+    assert "none.sql" in missing.stderr
+
+
+def test_runs_in_a_terminal_shows_the_main_columns_briefly(store) -> None:
+    uri, ids = store
+    result = CliRunner().invoke(
+        app, ["runs", "sweep", "-s", uri, "-f", "table"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[1]
+    names = ["run_id", "run_name", "status", "start_time", "duration_s", "metrics.acc"]
+    assert [name for name in header.replace("┃", " ").split()] == [
+        *names,
+        "metrics.nan",
+        "params.lr",
+        "params.optimizer",
+    ]
+    assert ids[1][:8] in result.stdout
+    assert ids[1] not in result.stdout  # ids cut to 8 characters
+    assert " 0.29 " in result.stdout  # 0.1 + 0.19, rounded for display
+    assert "0.29000000000000004" not in result.stdout
+    narrow = CliRunner().invoke(
+        app, ["runs", "sweep", "-s", uri, "-f", "table"], env={"COLUMNS": "60"}
+    )
+    assert "params.lr" not in narrow.stdout  # only the keys that fit
+    assert all(len(line) <= 60 for line in narrow.stdout.splitlines())
+
+
+@pytest.mark.parametrize("output_format", ["csv", "json", "markdown"])
+def test_runs_in_other_formats_keeps_every_column(store, output_format: str) -> None:
+    uri, ids = store
+    out = invoke("runs", "sweep", "-s", uri, "-f", output_format, "--order-by", "run_name")
+    for column in ("host", "user", "end_time", "params.lr", "metrics.nan"):
+        assert column in out
+    assert ids[0] in out
+    assert "0.29000000000000004" in out
+
+
+def test_runs_columns_picks_columns_in_every_format(store, tmp_path: Path) -> None:
+    uri, ids = store
+    args = ["runs", "sweep", "-s", uri, "--order-by", "run_name", "-c", "run_id, metrics.acc"]
+    assert _csv(invoke(*args, "-f", "csv"))[0] == {"run_id": ids[0], "metrics.acc": "0.19"}
+    assert json.loads(invoke(*args, "-f", "json").splitlines()[0]) == {
+        "run_id": ids[0], "metrics.acc": 0.19
+    }  # fmt: skip
+    table = invoke(*args, "-f", "table")
+    assert "metrics.acc" in table
+    assert "run_name" not in table
+    invoke(*args, "-o", str(tmp_path / "runs.parquet"))
+    assert pq.read_table(tmp_path / "runs.parquet").column_names == ["run_id", "metrics.acc"]
+    unknown = CliRunner().invoke(app, ["runs", "-s", uri, "--columns", "run_id,acc"])
+    assert unknown.exit_code == 1
+    assert "no column 'acc' in the runs found; their columns: experiment, run_id," in (
+        unknown.stderr
+    )
+    assert "metrics.acc" in unknown.stderr
+    none_found = ["runs", "-s", uri, "--filter", "metrics.acc > 5", "-f", "csv"]
+    assert invoke(*none_found, "-c", "run_id,metrics.acc") == '"run_id","metrics.acc"\n'
+    typo = CliRunner().invoke(app, [*none_found, "-c", "run_nme"])
+    assert (typo.exit_code, "no column 'run_nme'" in typo.stderr) == (1, True)
+
+
+def test_a_search_that_finds_nothing_in_an_experiment_is_not_an_error(store) -> None:
+    uri, _ = store
+    out = invoke("runs", "sweep", "other", "--filter", "metrics.acc > 5", "-s", uri, "-f", "csv")
+    assert len(out.splitlines()) == 1  # the header
+
+
+def test_describe_shows_a_run_in_full(store) -> None:
+    uri, ids = store
+    rows = _csv(invoke("describe", ids[1], "-s", uri, "-f", "csv"))
+    described = {(row["section"], row["key"]): row["value"] for row in rows}
+    assert described[("attributes", "run_id")] == ids[1]
+    assert described[("attributes", "run_name")] == "r1"
+    assert described[("attributes", "status")] == "FINISHED"
+    assert described[("params", "lr")] == "0.01"
+    assert described[("params", "optimizer")] == "sgd"
+    assert described[("tags", "team")] == "nlp"
+    assert float(described[("metrics", "acc")]) == 0.1 + 0.19  # in full
+    assert described[("metrics", "nan")] == "nan"
+    assert [row["section"] for row in rows] == sorted(
+        (row["section"] for row in rows), key=["attributes", "params", "tags", "metrics"].index
+    )
+    table = invoke("describe", ids[1][:10], "-s", uri, "-f", "table")  # the start of an id
+    for shown in ("attributes", "params", "tags", "metrics", ids[1], "sgd", "nlp"):
+        assert shown in table
+
+
+def test_runs_are_named_by_the_start_of_their_id(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    ids = []
+    for index in range(17):  # two of them start with the same hex digit
+        with lakestore.start_run(store=uri, run_name=f"r{index}") as run:
+            run.log_metric("loss", index)
+        ids.append(run.run_id)
+    first = [run_id[0] for run_id in ids]
+    shared = next(digit for digit in first if first.count(digit) > 1)
+    result = CliRunner().invoke(app, ["history", shared, "-s", uri])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: '{shared}' starts the ids of ")
+    assert result.stderr.endswith("; give more of the id\n")
+    short = [run_id[:8] for run_id in ids[:2]]
+    side_by_side = _csv(invoke("compare", *short, "-s", uri, "-f", "csv"))
+    assert list(side_by_side[0]) == ["section", "key", *ids[:2]]
+    assert float(_csv(invoke("history", short[1], "-s", uri))[0]["value"]) == 1
+
+
+def test_history_of_a_metric_the_run_does_not_have(store) -> None:
+    uri, ids = store
+    for command in (["history", ids[0], "-m", "acc", "-m", "los"], ["plot", ids[0], "-m", "los"]):
+        result = CliRunner().invoke(app, [*command, "-s", uri])
+        assert result.exit_code == 1
+        assert (
+            result.stderr == f"error: no metric 'los' in run {ids[0]} (r0); its metrics: acc, nan\n"
+        )
+
+
+def test_a_format_that_matches_the_output_file_is_fine(store, tmp_path: Path) -> None:
+    uri, _ = store
+    invoke("runs", "-s", uri, "-o", str(tmp_path / "runs.jsonl"), "-f", "json")
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 4
+
+
+def test_plot_draws_one_labelled_line_a_run(store) -> None:
+    uri, ids = store
+    done = subprocess.run(
+        ["lakestore", "plot", ids[0], ids[1][:8], "--metric", "acc", "--points", "5", "-s", uri],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].strip() == "acc by step"
+    assert lines[1].startswith("┌")  # the frame
+    assert lines[-3].startswith("└")
+    assert "15" in lines[-2].split()  # steps along the x axis
+    assert lines[-1].split() == ["++", "r0", "xx", "r1"]  # a character a run: no colours
+    assert "\x1b[" not in done.stdout
+
+
+def test_plot_labels_runs_of_the_same_name_by_their_id() -> None:
+    from lakestore_cli.plot import labels
+
+    runs = [("a" * 32, "r"), ("b" * 32, "r"), ("c" * 32, None), ("d" * 32, "s")]
+    assert labels(runs) == ["r (aaaaaaaa)", "r (bbbbbbbb)", "cccccccc", "s"]
+
+
+@pytest.mark.parametrize("output_format", ["table", "csv", "json", "markdown"])
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path, output_format: str) -> None:
+    uri = str(tmp_path)
+    with lakestore.start_run(store=uri):
+        pass
+    reader = subprocess.Popen(
+        ["lakestore", "query", "SELECT range, repeat('x', 60) FROM range(100000)",
+         "-f", output_format, "-s", uri],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()  # as head does once it has its lines
+    assert reader.wait(timeout=120) == 0
+    assert reader.stderr.read() == b""

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,33 +26,40 @@ from lakestore.storage import open_storage
 from lakestore_cli.main import app
 
 CHILD = str(Path(__file__).with_name("child_writer.py"))
-NOW = dt.datetime.now(dt.UTC)
+
+Ago = Callable[[float], dt.datetime]
 
 
-def _ago(seconds: float) -> dt.datetime:
-    return NOW - dt.timedelta(seconds=seconds)
+@pytest.fixture
+def ago() -> Ago:
+    """``ago(seconds)``: that long before this test started. Each test takes its own clock,
+    so an event "60 seconds ago" stays 60 seconds old however long earlier tests ran."""
+    now = dt.datetime.now(dt.UTC)
+    return lambda seconds: now - dt.timedelta(seconds=seconds)
 
 
-def _write_events(uri: str, run_id: str, writer: str, sequence: int, events: list) -> None:
+def _write_events(
+    uri: str, run_id: str, writer: str, sequence: int, events: list, ago: Ago
+) -> None:
     """A runs-table file of ``writer`` holding ``events``: (status, seconds ago) pairs."""
     storage = open_storage(uri)
     format.ensure_format_marker(storage)
     rows = [
         {
-            "event_time": _ago(ago),
+            "event_time": ago(seconds),
             "status": status,
             "run_name": "r",
             "parent_run_id": None,
             "user": "u",
             "host": f"host-{writer[:4]}",
-            "start_time": _ago(ago) if status == "RUNNING" else None,
-            "end_time": None if status == "RUNNING" else _ago(ago),
+            "start_time": ago(seconds) if status == "RUNNING" else None,
+            "end_time": None if status == "RUNNING" else ago(seconds),
             "writer_id": writer,
             "experiment": "e",
             "run": run_id,
             "seq": sequence,
         }
-        for status, ago in events
+        for status, seconds in events
     ]
     table = pa.Table.from_pylist(rows, schema=format.file_schema("runs"))
     path = layout.inbox_path("e", "runs", run_id, writer, sequence)
@@ -82,33 +90,33 @@ R, F, K = "RUNNING", "FINISHED", "KILLED"
     ],
 )
 def test_a_run_whose_running_writers_are_all_lost_is_crashed(
-    tmp_path: Path, writers: list, status: str, ended: float | None
+    tmp_path: Path, writers: list, status: str, ended: float | None, ago: Ago
 ) -> None:
     uri, run_id = str(tmp_path), "run1"
     for index, events in enumerate(writers):
-        _write_events(uri, run_id, f"{index:032x}", 0, events)
-    started = max(ago for events in writers for kind, ago in events if kind == R)
+        _write_events(uri, run_id, f"{index:032x}", 0, events, ago)
+    started = max(seconds for events in writers for kind, seconds in events if kind == R)
     assert _state(uri, run_id) == (
         status,
-        _ago(started),
-        None if ended is None else _ago(ended),
+        ago(started),
+        None if ended is None else ago(ended),
         None if ended is None else float(started - ended),
     )
 
 
-def test_a_crashed_run_runs_again_when_its_writer_is_heard_from(tmp_path: Path) -> None:
+def test_a_crashed_run_runs_again_when_its_writer_is_heard_from(tmp_path: Path, ago: Ago) -> None:
     uri, writer = str(tmp_path), "a" * 32
-    _write_events(uri, "run1", writer, 0, [(R, 900)])
+    _write_events(uri, "run1", writer, 0, [(R, 900)], ago)
     assert _state(uri, "run1")[0] == "CRASHED"
-    _write_events(uri, "run1", writer, 1, [(R, 10)])  # back after a network partition
+    _write_events(uri, "run1", writer, 1, [(R, 10)], ago)  # back after a network partition
     assert _state(uri, "run1")[0] == "RUNNING"
-    _write_events(uri, "run1", writer, 2, [(F, 5)])
-    assert _state(uri, "run1")[:3] == ("FINISHED", _ago(900), _ago(5))
+    _write_events(uri, "run1", writer, 2, [(F, 5)], ago)
+    assert _state(uri, "run1")[:3] == ("FINISHED", ago(900), ago(5))
 
 
-def test_lost_after_is_an_option_of_the_store_and_the_commands(tmp_path: Path) -> None:
+def test_lost_after_is_an_option_of_the_store_and_the_commands(tmp_path: Path, ago: Ago) -> None:
     uri = str(tmp_path)
-    _write_events(uri, "run1", "a" * 32, 0, [(R, 900), (R, 90)])
+    _write_events(uri, "run1", "a" * 32, 0, [(R, 900), (R, 90)], ago)
     assert _state(uri, "run1")[0] == "RUNNING"
     assert _state(uri, "run1", lost_after=60)[0] == "CRASHED"
     with lakestore.connect(uri, lost_after=60) as store:

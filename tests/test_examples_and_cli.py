@@ -131,6 +131,12 @@ def test_sweep_example_then_direct_reads(tmp_path: Path) -> None:
     assert reread.stdout == read.stdout  # the same rows, now from the parts
 
 
+def test_s3_example_without_a_store_prints_its_usage(tmp_path: Path) -> None:
+    done = _run([sys.executable, str(ROOT / "examples" / "log_to_s3.py")], cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "usage: python examples/log_to_s3.py s3://bucket/prefix\n"
+
+
 def test_s3_example_against_the_loopback_endpoint(tmp_path: Path, s3_env: str) -> None:
     from tests.conftest import make_bucket
 

@@ -358,10 +358,12 @@ def test_cli_takes_hostile_names_as_values_never_as_paths(
         # Each command lists the store again, which takes seconds on S3: names tried locally.
         names = ["../../etc", "/abs/path", "a/../../b", "a\x00b", "..", "*", "x" * 1000]
         for name in names if not uri.startswith("s3://") else []:
-            result = _cli("runs", name, "-s", uri, "-f", "csv")  # no such experiment: no rows
-            assert (result.exit_code, len(result.stdout.splitlines())) == (0, 1), name
-            result = _cli("history", name, "-s", uri, "-f", "csv")  # no such run: no rows
-            assert (result.exit_code, len(result.stdout.splitlines())) == (0, 1), name
+            result = _cli("runs", name, "-s", uri, "-f", "csv")
+            assert result.exit_code == 1, name
+            assert f"error: no experiment {name!r}" in result.stderr
+            result = _cli("history", name, "-s", uri, "-f", "csv")
+            assert result.exit_code == 1, name
+            assert f"error: no run {name!r}" in result.stderr
             result = _cli("compare", name, "-s", uri)
             assert result.exit_code == 1
             assert f"error: no run {name!r}" in result.stderr
@@ -393,6 +395,12 @@ def test_cli_as_a_real_process_keeps_to_the_store(
     with _nothing_written_outside(uri, tmp_path, monkeypatch):
         done = subprocess.run(
             [command, "runs", "../../x", "/abs/path", "-s", uri, "-f", "csv"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr.startswith("error: no experiment '/abs/path' in store")
+        done = subprocess.run(
+            [command, "runs", "../../x", "-s", uri, "-f", "csv"],
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         assert done.stdout.splitlines()[1].startswith(f'"../../x","{run.run_id}"')
