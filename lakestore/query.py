@@ -312,7 +312,7 @@ class Store:
                 if listing != whole:  # relations made earlier read when fetched: all runs
                     self._point_views_at(whole)
 
-    def _skip_unreadable(self, error: Exception, listing: dict[str, list[str]]) -> bool:
+    def _skip_unreadable(self, error: Exception, listing: _Listing) -> bool:
         """Whether a file that DuckDB failed on is unreadable (and now skipped).
 
         DuckDB names the file it cannot read, except when the first file of a list is
