@@ -186,3 +186,75 @@ def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
 
 
 READERS = {"duckdb": read_duckdb, "polars": read_polars, "pyarrow": read_pyarrow}
+
+
+def read_dask(uri: str, table: str) -> list[tuple[Any, ...]]:
+    import dask.dataframe as dd
+
+    def read(paths: str | list[str]) -> dd.DataFrame:
+        return dd.read_parquet(
+            paths,
+            dtype_backend="pyarrow",  # keeps null apart from NaN
+            dataset={"partitioning": None},
+            storage_options={"use_listings_cache": False} if _is_s3(uri) else None,
+        )
+
+    frames = []
+    merged = None
+    if _has(uri, SNAPSHOTS):
+        snapshot = read(f"{uri}/{SNAPSHOTS}").compute()
+        newest = snapshot.groupby("experiment")["generation"].transform("max")
+        snapshot = snapshot[snapshot["generation"] == newest]
+        parts = snapshot[(snapshot["kind"] == "part") & (snapshot["table"] == table)]
+        if len(parts):
+            frames.append(read([f"{uri}/{path}" for path in parts["path"]]))
+        merged = snapshot.loc[snapshot["kind"] == "merged", ["writer_id", "merged_through"]]
+    if _has(uri, _inbox(table)):
+        inbox = read(f"{uri}/{_inbox(table)}")
+        if merged is not None:
+            inbox = inbox.merge(merged, on="writer_id", how="left")
+            inbox = inbox[inbox["seq"] > inbox["merged_through"].fillna(-1)]
+            inbox = inbox.drop(columns="merged_through")
+        frames.append(inbox)
+    result = dd.concat(frames).compute()
+    return _normalise(pa.Table.from_pandas(result, preserve_index=False))
+
+
+def read_spark(uri: str, table: str) -> list[tuple[Any, ...]]:
+    """Local stores only: Spark reads S3 through the hadoop-aws jars, not installed here."""
+    import glob
+
+    from pyspark.sql import SparkSession, Window
+    from pyspark.sql import functions as sf
+
+    def files(pattern: str) -> list[str]:
+        return glob.glob(f"{glob.escape(uri)}/{pattern}")
+
+    # recursiveFileLookup turns partition inference off.
+    reader = SparkSession.active().read.option("recursiveFileLookup", "true")
+    frames = []
+    merged = None
+    if snapshot_files := files(SNAPSHOTS):
+        snapshot = (
+            reader.parquet(*snapshot_files)
+            .withColumn("newest", sf.max("generation").over(Window.partitionBy("experiment")))
+            .where(sf.col("generation") == sf.col("newest"))
+        )
+        parts = snapshot.where((sf.col("kind") == "part") & (sf.col("table") == table)).collect()
+        if parts:
+            frames.append(reader.parquet(*[f"{uri}/{row.path}" for row in parts]))
+        merged = snapshot.where(sf.col("kind") == "merged").select("writer_id", "merged_through")
+    if inbox_files := files(_inbox(table)):
+        inbox = reader.parquet(*inbox_files)
+        if merged is not None:
+            through = sf.col("merged_through")
+            inbox = (
+                inbox.join(merged, on="writer_id", how="left")
+                .where(through.isNull() | (sf.col("seq") > through))
+                .drop("merged_through")
+            )
+        frames.append(inbox)
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return _normalise(result.toArrow())
