@@ -37,17 +37,6 @@ _SOUND: set[tuple[str, str]] = set()
 """Files whose footer was read and whose columns are right, so that each is read once."""
 
 
-def recognised(storage: Storage, paths: list[str]) -> list[str]:
-    """``paths`` less the files whose names are not lakestore's, which are reported."""
-    kept = []
-    for path in paths:
-        if layout.parse(path) is not None:
-            kept.append(path)
-        else:
-            skip(storage, path, "its name is not that of a lakestore file")
-    return kept
-
-
 def whole(storage: Storage, paths: list[str]) -> list[str]:
     """``paths`` less the files surely not whole Parquet files (checked by their magic
     bytes, on local stores only, once a process), which are skipped from now on."""

@@ -125,10 +125,6 @@ class Storage(ABC):
         for path in paths:
             self.delete(path)
 
-    @abstractmethod
-    def modified(self, relative: str) -> float:
-        """When ``relative`` was last written, in seconds since the epoch."""
-
 
 class LocalStorage(Storage):
     """A store in a local folder."""
@@ -219,9 +215,6 @@ class LocalStorage(Storage):
 
     def delete(self, relative: str) -> None:
         _remove_quietly(self.path(relative))
-
-    def modified(self, relative: str) -> float:
-        return os.path.getmtime(self.path(relative))
 
 
 class FsspecStorage(Storage):
@@ -322,10 +315,6 @@ class FsspecStorage(Storage):
         if paths:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm([self._full(path) for path in paths])
-
-    def modified(self, relative: str) -> float:
-        assert self.fs is not None
-        return float(self.fs.modified(self._full(relative)).timestamp())
 
 
 def open_storage(
