@@ -11,9 +11,10 @@ For each size it builds a synthetic store in a temporary folder (``tempfile``, s
 ``$TMPDIR`` chooses the disk) with the public API, in one process per core: runs spread
 over 5 experiments, each run with 4 params (``lr``, ``layers``, ``optimizer``,
 ``batch_size``), 2 tags and 20 metrics (``loss``, ``acc`` and 18 others) of 500 steps each
-(``log_metric_series``), so 10,000 runs hold 100,000,000 metric rows. It times one search
-before compaction, then ``lakestore.compact(grace=0)``, then, on one warm ``Store`` (one
-untimed warm-up, then the median of the repeats), each query read to the last row:
+(``log_metric_series``), so 10,000 runs hold 100,000,000 metric rows. Writers merge their
+files as they go (docs/FORMAT.md); the store is measured as they left it, with nothing run
+afterwards. On one warm ``Store`` (one untimed warm-up, then the median of the repeats),
+each query read to the last row:
 
 ``search``
     ``search_runs("metrics.acc > 0.5 and params.lr > 0.001", order_by=["metrics.acc
@@ -23,6 +24,9 @@ untimed warm-up, then the median of the repeats), each query read to the last ro
 ``aggregate``
     ``SELECT run_id, max(value) FROM metrics WHERE key = 'loss' GROUP BY run_id``: reads
     every ``loss`` row.
+``runs``
+    ``lakestore runs --filter "<the search's filter>" --limit 10 --format csv`` as a whole
+    process, spawn to exit. Goal: under 1 s.
 ``cli``
     ``lakestore query "SELECT run_id, status FROM runs ORDER BY start_time DESC LIMIT 5"
     --format csv`` as a whole process: time from spawn to the first line on stdout, next to
@@ -30,7 +34,8 @@ untimed warm-up, then the median of the repeats), each query read to the last ro
 
 Every figure is checked (row counts) so that a fast wrong answer cannot pass. The table
 gives, per measure, the figure at each size and the growth from the smallest to the
-largest; the JSON (default ``benchmarks/results/bench_query.json``) has every sample.
+largest; the JSON (default: ``bench_query.json`` in the temporary folder) has every
+sample.
 """
 
 from __future__ import annotations
@@ -59,14 +64,14 @@ from bench_write import (
 )
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_JSON = HERE / "results" / "bench_query.json"
+DEFAULT_JSON = Path(tempfile.gettempdir()) / "bench_query.json"
 
 EXPERIMENTS = 5
 METRICS = 20
 STEPS = 500
 STEPS_QUICK = 100
 REPEATS = 5
-GOALS = {"search": 0.3, "history": 0.1, "cli": 1.5}
+GOALS = {"search": 0.3, "history": 0.1, "runs_cli": 1.0, "cli": 1.5}
 
 SEARCH_FILTER = "metrics.acc > 0.5 and params.lr > 0.001"
 AGGREGATE = "SELECT run_id, max(value) FROM metrics WHERE key = 'loss' GROUP BY run_id"
@@ -116,8 +121,23 @@ def build_store(store: str, runs: int, steps: int) -> float:
     return time.perf_counter() - started
 
 
-def count_files(store: str) -> int:
-    return sum(1 for _, _, names in os.walk(store) for name in names if name.endswith(".parquet"))
+def count_files(store: str) -> tuple[int, int]:
+    """The store's data files, and its inbox files no snapshot has merged yet."""
+    from lakestore import layout
+    from lakestore.storage import open_storage
+
+    found = layout.list_experiments(open_storage(store)).values()
+    return sum(len(f.sizes) for f in found), sum(len(f.unmerged()) for f in found)
+
+
+def whole_process_seconds(command: list[str], env: dict[str, str]) -> float:
+    """Seconds from spawning ``command`` to its exit (it must succeed and print)."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, env=env)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or not done.stdout:
+        raise RuntimeError(f"{command} failed: {done.stderr.decode()}")
+    return elapsed
 
 
 # -- measuring ----------------------------------------------------------------------------
@@ -156,22 +176,7 @@ def measure_size(runs: int, steps: int, repeats: int, keep: bool) -> dict[str, A
     try:
         progress(f"{runs} runs: logging {figures['metric_rows']:,} metric rows")
         figures["build_s"] = build_store(store, runs, steps)
-        figures["files_before"] = count_files(store)
-
-        def search() -> list[Any]:
-            with lakestore.connect(store) as fresh:
-                return fresh.search_runs(
-                    SEARCH_FILTER, order_by=["metrics.acc DESC"], max_results=10
-                ).fetchall()
-
-        progress(f"{runs} runs: one search before compaction")
-        figures["search_uncompacted"], _ = timed(search, 1)
-
-        progress(f"{runs} runs: compacting")
-        started = time.perf_counter()
-        lakestore.compact(store, grace=0)
-        figures["compact_s"] = time.perf_counter() - started
-        figures["files_after"] = count_files(store)
+        figures["files"], figures["unmerged"] = count_files(store)
 
         progress(f"{runs} runs: queries")
         with lakestore.connect(store) as warm:
@@ -203,9 +208,12 @@ def measure_size(runs: int, steps: int, repeats: int, keep: bool) -> dict[str, A
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESTORE_")}
         cli = ["lakestore", "query", CLI_QUERY, "--store", store, "--format", "csv"]
         import_duckdb = [sys.executable, "-c", "import duckdb; print(1)"]
+        runs_cli = ["lakestore", "runs", "--filter", SEARCH_FILTER, "--limit", "10"]
+        runs_cli += ["--store", store, "--format", "csv"]
         first_line_seconds(cli, env)  # warm the page cache, as for the other queries
-        figures["cli"], figures["import_duckdb"] = [], []
+        figures["runs_cli"], figures["cli"], figures["import_duckdb"] = [], [], []
         for _ in range(repeats):
+            figures["runs_cli"].append(whole_process_seconds(runs_cli, env))
             figures["cli"].append(first_line_seconds(cli, env))
             figures["import_duckdb"].append(first_line_seconds(import_duckdb, env))
     finally:
@@ -219,10 +227,10 @@ def measure_size(runs: int, steps: int, repeats: int, keep: bool) -> dict[str, A
 # -- report -------------------------------------------------------------------------------
 
 MEASURES = (
-    ("search_uncompacted", "search, before compaction (1 run)", None),
     ("search", "search: 2 filters, order by a metric, top 10", "search"),
     ("history", "metric history of one run, one key (a row a step)", "history"),
     ("aggregate", "max(value) per run of one key, all history", None),
+    ("runs_cli", "`lakestore runs --filter ... --limit 10` process: spawn to exit", "runs_cli"),
     ("cli", "`lakestore query` process: spawn to first line", "cli"),
     ("import_duckdb", "reference: `python -c 'import duckdb'` to first line", None),
 )
@@ -234,12 +242,11 @@ def report(results: Results, sizes: list[dict[str, Any]]) -> None:
         scenario = f"{size['runs']:,} runs"
         results.add(
             scenario,
-            "store: logging (parallel), compaction",
+            "store as logged (parallel writers, merging on their own)",
             size["build_s"],
             "s",
-            f"{size['metric_rows']:,} metric rows; logged in {fmt_seconds(size['build_s'])}, "
-            f"compacted in {fmt_seconds(size['compact_s'])}; "
-            f"{size['files_before']:,} files before, {size['files_after']:,} after",
+            f"{size['metric_rows']:,} metric rows; logged in {fmt_seconds(size['build_s'])}; "
+            f"{size['files']:,} files, {size['unmerged']:,} of them not merged yet",
         )
         for key, label, goal_key in MEASURES:
             value = statistics.median(size[key])
@@ -250,8 +257,6 @@ def report(results: Results, sizes: list[dict[str, Any]]) -> None:
             if size is largest and len(sizes) > 1:
                 ratio = value / statistics.median(smallest[key])
             results.add(scenario, label, value, "s", fmt_seconds(value), goal, met, ratio)
-        speedup = statistics.median(size["search_uncompacted"]) / statistics.median(size["search"])
-        results.add(scenario, "search before / after compaction", speedup, "x", f"{speedup:.1f}x")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

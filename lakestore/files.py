@@ -16,7 +16,9 @@ Files never change once written, so a verdict holds for the life of the process.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from lakestore import format, layout
@@ -35,6 +37,38 @@ _WHOLE: set[tuple[str, str]] = set()
 
 _SOUND: set[tuple[str, str]] = set()
 """Files whose footer was read and whose columns are right, so that each is read once."""
+
+FETCHED_BYTES = 512 * 1024 * 1024
+"""How much memory the rows of fetched files are kept in, for the next query to reuse."""
+
+
+class _Kept:
+    """The rows of fetched files, least recently used first, up to FETCHED_BYTES."""
+
+    def __init__(self) -> None:
+        self.rows: OrderedDict[tuple[str, str], pa.Table] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> pa.Table | None:
+        with self.lock:
+            if key not in self.rows:
+                return None
+            self.rows.move_to_end(key)
+            return self.rows[key]
+
+    def put(self, key: tuple[str, str], table: pa.Table) -> None:
+        with self.lock:
+            if key in self.rows:
+                return
+            self.rows[key] = table
+            self.size += table.nbytes
+            while self.size > FETCHED_BYTES:
+                _, dropped = self.rows.popitem(last=False)
+                self.size -= dropped.nbytes
+
+
+_FETCHED = _Kept()
 
 
 def whole(storage: Storage, paths: list[str]) -> list[str]:
@@ -139,7 +173,7 @@ def read_rows(storage: Storage, path: str, data: bytes | None) -> pa.Table | Non
         return None
     schema = expected_schema(path)
     try:
-        rows = pq.read_table(pa.BufferReader(data), use_threads=False)
+        rows = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
         reason = layout.schema_problem(rows.schema, schema)
         if reason is None:
             rows = rows.select(schema.names).cast(schema)
@@ -151,3 +185,26 @@ def read_rows(storage: Storage, path: str, data: bytes | None) -> pa.Table | Non
         reason = f"it is not a readable Parquet file of its table ({error})"
     skip(storage, path, reason)
     return None
+
+
+def fetch_rows(storage: Storage, paths: list[str]) -> dict[str, pa.Table | None]:
+    """The rows of each file of ``paths`` in its table's schema (None for a file gone),
+    fetched whole and at once (concurrent GETs on object stores); a file that cannot be
+    read is skipped (with a warning) and left out.
+
+    Files never change, so rows are kept (up to FETCHED_BYTES) for later calls to reuse.
+    """
+    rows: dict[str, pa.Table | None] = {}
+    for path in paths:
+        kept = _FETCHED.get((storage.url, path))
+        if kept is not None:
+            rows[path] = kept
+    wanted = [path for path in paths if path not in rows and not skipped(storage, path)]
+    for path, data in storage.get_many(wanted).items():
+        table = read_rows(storage, path, data)
+        if table is None and data is not None:
+            continue  # unreadable: skipped from now on
+        rows[path] = table
+        if table is not None:
+            _FETCHED.put((storage.url, path), table)
+    return rows

@@ -252,7 +252,7 @@ def read_snapshot(storage: Storage, path: str, data: bytes | None) -> Snapshot |
     if data is None:
         return None
     try:
-        return Snapshot.from_table(pq.read_table(pa.BufferReader(data)))
+        return Snapshot.from_table(pq.ParquetFile(pa.BufferReader(data)).read())
     except (pa.ArrowException, ValueError, KeyError, TypeError) as error:
         files.skip(storage, path, f"it is not a readable snapshot ({error})")
         return None

@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from lakestore import files, format, layout, safety, search
@@ -47,11 +47,25 @@ merged yet, and parts whose summary cannot be read)."""
 
 
 class _Listing(NamedTuple):
-    """The files one listing found live: full paths for each source, and the run of each
-    inbox file (its name says so; a part holds many runs)."""
+    """The files one listing found live: root-relative paths for each source, the run of
+    each inbox file (its name says so; a part holds many runs), and the files lakestore
+    fetches whole instead of letting DuckDB read them (those of remote stores up to
+    FETCH_WHOLE_BYTES)."""
 
     sources: dict[str, list[str]]
     runs_of: dict[str, str]
+    fetched: frozenset[str]
+
+
+FETCH_WHOLE_BYTES = 32 * 1024 * 1024
+"""Files of remote stores up to this size are fetched whole, all at once, and kept in
+memory (lakestore.files): one GET each, where DuckDB's reads through fsspec cost several
+requests a file. Larger files are read by DuckDB, which fetches only the row groups and
+columns a query needs."""
+
+
+class _VanishedError(Exception):
+    """A file of the listing is gone: a merge replaced it, and a new listing is due."""
 
 
 # Views over the raw tables, resolving the append-only records to the current state.
@@ -149,16 +163,15 @@ def _of_runs(listing: _Listing, runs: list[str]) -> _Listing:
     """``listing`` without the inbox files of other runs than ``runs`` (parts hold many
     runs: readers skip their row groups of other runs)."""
     wanted = set(runs)
-    return _Listing(
-        {
+    return listing._replace(
+        sources={
             source: [
                 path
                 for path in paths
                 if path not in listing.runs_of or listing.runs_of[path] in wanted
             ]
             for source, paths in listing.sources.items()
-        },
-        listing.runs_of,
+        }
     )
 
 
@@ -203,10 +216,13 @@ class Store:
         self.connection.execute(
             "SET VARIABLE lost_after_us = $1::BIGINT", [round(self.lost_after * 1e6)]
         )
-        self._has_files: dict[str, bool] = {}
+        self._shapes: dict[str, tuple[bool, bool]] = {}
+        self._pointed: dict[str, list[str]] = {}
         self._pinned: _Listing | None = None
+        self._listing_depth = 0
+        self._relations_out = False
         try:
-            self._point_views_at(_Listing({source: [] for source in _SOURCES}, {}))
+            self._point_views_at(_Listing({source: [] for source in _SOURCES}, {}, frozenset()))
             for table in format.TABLES:
                 columns = ", ".join(
                     f'"{name}"'
@@ -218,6 +234,9 @@ class Store:
                 )
             for name, body in _VIEWS.items():
                 self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
+            self._parser = duckdb.connect()  # parses queries, to tell which sources they read
+            self._reads = {f"{table}_log": [f"{table}_files"] for table in format.TABLES}
+            self._reads.update((name, self._tables_named(body)) for name, body in _VIEWS.items())
         except duckdb.Error as error:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
         if self.read_only:
@@ -229,54 +248,122 @@ class Store:
         storage = self.storage
         sources: dict[str, list[str]] = {source: [] for source in _SOURCES}
         runs_of: dict[str, str] = {}
+        fetched: set[str] = set()
 
         def usable(paths: list[str]) -> list[str]:
             return [path for path in paths if not files.skipped(storage, path)]
 
         for found in layout.list_experiments(storage).values():
             snapshot = found.snapshot
+            if storage.fs is not None:
+                fetched.update(
+                    path for path, size in found.sizes.items() if size <= FETCH_WHOLE_BYTES
+                )
             for table in format.TABLES:
                 parts = usable([] if snapshot is None else snapshot.live_parts(table))
                 inbox = files.whole(storage, usable(found.unmerged(table)))
-                sources[f"{table}_files"] += [storage.path(path) for path in parts + inbox]
-                runs_of.update((storage.path(path), found.inbox[path].run or "") for path in inbox)
+                sources[f"{table}_files"] += parts + inbox
+                runs_of.update((path, found.inbox[path].run or "") for path in inbox)
                 if table == "metrics":
                     summaries = usable(
                         [] if snapshot is None else snapshot.live_parts(format.SUMMARIES)
                     )
-                    unsummarised = inbox if summaries else parts + inbox
-                    sources["metric_summaries"] += [storage.path(path) for path in summaries]
-                    sources["metrics_unsummarised"] += [storage.path(path) for path in unsummarised]
-        return _Listing(sources, runs_of)
+                    sources["metric_summaries"] += summaries
+                    sources["metrics_unsummarised"] += inbox if summaries else parts + inbox
+        return _Listing(sources, runs_of, frozenset(fetched))
 
-    def _point_views_at(self, listing: _Listing) -> None:
-        """Point each source's view at its files in ``listing``."""
-        for source, paths in listing.sources.items():
-            if paths:
-                self.connection.execute(f"SET VARIABLE {source} = $1", [paths])
-            if self._has_files.get(source) != bool(paths):
+    def _point_views_at(self, listing: _Listing, sources: Iterable[str] = _SOURCES) -> None:
+        """Point the view of each of ``sources`` at its files in ``listing``: DuckDB reads
+        some, the rows of the others are fetched (raises _VanishedError if one is gone)."""
+        import pyarrow as pa
+
+        for source in sources:
+            paths = listing.sources[source]
+            if self._pointed.get(source) == paths:
+                continue
+            self._pointed.pop(source, None)
+            read = [self.storage.path(path) for path in paths if path not in listing.fetched]
+            rows = files.fetch_rows(self.storage, [p for p in paths if p in listing.fetched])
+            gone = [path for path, table in rows.items() if table is None]
+            if gone:
+                raise _VanishedError(gone[0])
+            if read:
+                self.connection.execute(f"SET VARIABLE {source} = $1", [read])
+            if rows:
+                tables = [table for table in rows.values() if table is not None]
+                self.connection.register(f"_{source}_fetched", pa.concat_tables(tables))
+            shape = (bool(read), bool(rows))
+            if self._shapes.get(source) != shape:
                 # Creating the view reads a footer: remembered only once that succeeded.
-                self._has_files.pop(source, None)
+                self._shapes.pop(source, None)
                 self.connection.execute(
-                    f"CREATE OR REPLACE VIEW {source} AS {_source(source, bool(paths))}"
+                    f"CREATE OR REPLACE VIEW {source} AS {_source(source, *shape)}"
                 )
-                self._has_files[source] = bool(paths)
+                self._shapes[source] = shape
+            self._pointed[source] = paths
 
     @contextlib.contextmanager
     def _one_listing(self) -> Iterator[None]:
         """Within this block, every query of this store reads the files of one listing
         (listed again only if a file vanished or turned out unreadable)."""
-        outermost = self._pinned is None
+        self._listing_depth += 1
         try:
             yield
         finally:
-            if outermost:
+            self._listing_depth -= 1
+            if not self._listing_depth:
                 self._pinned = None
 
-    def _on_live_files(self, run: Callable[[], T], *, runs: list[str] | None = None) -> T:
-        """``run()`` over the live files; again over a new listing if a file vanished or
-        turned out unreadable. With ``runs``, the views see only those runs' inbox files
-        (``run()`` must read at once).
+    def _sources_read_by(self, query: str) -> set[str]:
+        """The sources ``query`` may read: those its tables and views lead to (all of them
+        if that cannot be told), so that a query fetches no file it does not read."""
+        pending = self._tables_named(query)
+        seen: set[str] = set()
+        found: set[str] = set()
+        while pending:
+            name = pending.pop().lower()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in _SOURCES:
+                found.add(name)
+            elif name in self._reads:
+                pending += self._reads[name]
+            else:  # a view of the user's, or a table: what does it read?
+                for (body,) in self.connection.execute(
+                    "SELECT sql FROM duckdb_views() WHERE lower(view_name) = $1", [name]
+                ).fetchall():
+                    pending += self._tables_named(body.split(" AS ", 1)[-1])
+        return found
+
+    def _tables_named(self, query: str) -> list[str]:
+        """The tables and views named in ``query`` (a SELECT), or every source if it is
+        another statement or cannot be parsed."""
+        import json
+
+        parsed = json.loads(
+            self._parser.execute("SELECT json_serialize_sql($1)", [query]).fetchall()[0][0]
+        )
+        if parsed.get("error"):
+            return list(_SOURCES)
+        names = []
+        pending: list[Any] = [parsed]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, dict):
+                if node.get("type") == "BASE_TABLE":
+                    names.append(node["table_name"])
+                pending += node.values()
+            elif isinstance(node, list):
+                pending += node
+        return names
+
+    def _on_live_files(
+        self, run: Callable[[], T], *, sources: set[str], runs: list[str] | None = None
+    ) -> T:
+        """``run()`` over the live files of ``sources``; again over a new listing if a file
+        vanished or turned out unreadable. With ``runs``, the views see only those runs'
+        inbox files (``run()`` must read at once).
 
         A merge deletes the files its snapshot replaced a grace period after publishing
         it; a listing made just before can name them. Binding a query reads file
@@ -294,8 +381,21 @@ class Store:
             if runs is not None:
                 listing = _of_runs(whole, runs)
             try:
-                self._point_views_at(listing)
-                return run()
+                try:
+                    self._point_views_at(listing, sources)
+                    return run()
+                finally:
+                    if listing != whole and self._relations_out:
+                        # Relations that sql() returned read when fetched: all runs.
+                        self._point_views_at(whole, sources)
+            except _VanishedError as gone:
+                self._pinned = None
+                vanished += 1
+                if vanished == _BIND_ATTEMPTS:
+                    raise QueryError(
+                        f"{self.storage.path(str(gone))} vanished while being read, "
+                        f"{vanished} times over: is something deleting the store's files?"
+                    ) from None
             except duckdb.Error as error:
                 self._pinned = None
                 if self._skip_unreadable(error, listing):
@@ -308,9 +408,6 @@ class Store:
                 self._pinned = self._live_files()
                 if self._pinned == whole:
                     raise
-            finally:
-                if listing != whole:  # relations made earlier read when fetched: all runs
-                    self._point_views_at(whole)
 
     def _skip_unreadable(self, error: Exception, listing: _Listing) -> bool:
         """Whether a file that DuckDB failed on is unreadable (and now skipped).
@@ -320,8 +417,12 @@ class Store:
         """
         import duckdb
 
-        listed = {path for paths in listing.sources.values() for path in paths}
-        suspects = [path for path in _QUOTED.findall(str(error)) if path in listed]
+        read = {
+            source: [path for path in paths if path not in listing.fetched]
+            for source, paths in listing.sources.items()
+        }
+        relative = {self.storage.path(path): path for paths in read.values() for path in paths}
+        suspects = [relative[path] for path in _QUOTED.findall(str(error)) if path in relative]
         deep = True
         if not suspects:
             schema_errors = (
@@ -331,12 +432,11 @@ class Store:
             )
             if not isinstance(error, schema_errors):
                 return False
-            suspects, deep = [paths[0] for paths in listing.sources.values() if paths], False
+            suspects, deep = [paths[0] for paths in read.values() if paths], False
         found = False
         for path in dict.fromkeys(suspects):
-            relative = path[len(self.storage.url) + 1 :]
             with contextlib.suppress(FileNotFoundError):
-                found |= not files.check(self.storage, relative, deep=deep)
+                found |= not files.check(self.storage, path, deep=deep)
         return found
 
     def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
@@ -352,6 +452,7 @@ class Store:
         """
         if self.read_only:
             safety.check_reads_only(self.connection, query)
+        self._relations_out = True
         return self._run(query, params, lambda relation: relation)
 
     def arrow(self, query: str, params: Any = None) -> pa.Table | None:
@@ -379,7 +480,9 @@ class Store:
         try:
             with self._one_listing():
                 return self._on_live_files(
-                    lambda: fetch(self.connection.sql(query, params=params)), runs=runs
+                    lambda: fetch(self.connection.sql(query, params=params)),
+                    sources=self._sources_read_by(query),
+                    runs=runs,
                 )
         except duckdb.PermissionException as error:
             where = f"; a sandbox reads only the store's files, under {self.storage.url}/"
@@ -594,6 +697,7 @@ class Store:
     def close(self) -> None:
         """Close the DuckDB connection."""
         self.connection.close()
+        self._parser.close()
 
     def __enter__(self) -> Store:
         return self
@@ -610,15 +714,21 @@ def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
     return relation.to_arrow_table()
 
 
-def _source(source: str, has_files: bool) -> str:
-    """SQL reading the files of ``source`` (a variable holding a list), or no rows."""
+def _source(source: str, read: bool, fetched: bool) -> str:
+    """SQL reading the rows of ``source``: files DuckDB ``read`` (listed in a variable)
+    and rows ``fetched`` (a registered table), or no rows."""
     schema = format.schema_of(_SOURCES[source])
-    if has_files:
-        columns = ", ".join(f'"{name}"' for name in schema.names)
-        return (
+    columns = ", ".join(f'"{name}"' for name in schema.names)
+    selects = []
+    if read:
+        selects.append(
             f"SELECT {columns} FROM read_parquet(getvariable('{source}'), "
             "hive_partitioning = false)"
         )
+    if fetched:
+        selects.append(f"SELECT {columns} FROM _{source}_fetched")
+    if selects:
+        return "\nUNION ALL ".join(selects)
     columns = ", ".join(
         f'NULL::{_DUCKDB_TYPES[str(field.type)]} AS "{field.name}"' for field in schema
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import inspect
 import io
 import os
 import time
@@ -235,6 +236,14 @@ class FsspecStorage(Storage):
         root = root.rstrip("/")
         self._root = root
         self.url = f"{protocol}://{root}"
+        # s3fs asks for a file's size (a HEAD) before each whole-file GET, to split large
+        # files across connections; the files read whole here are small, one GET each.
+        reader = getattr(self.fs, "_cat_file", self.fs.cat_file)
+        self._whole_file: dict[str, Any] = (
+            {"max_concurrency": 1}
+            if "max_concurrency" in inspect.signature(reader).parameters
+            else {}
+        )
 
     def _full(self, relative: str) -> str:
         return f"{self._root}/{relative}"
@@ -260,7 +269,7 @@ class FsspecStorage(Storage):
     def get(self, relative: str) -> bytes | None:
         assert self.fs is not None
         try:
-            return self.fs.cat_file(self._full(relative))
+            return self.fs.cat_file(self._full(relative), **self._whole_file)
         except FileNotFoundError:
             return None
 
@@ -289,7 +298,9 @@ class FsspecStorage(Storage):
         assert self.fs is not None
         if not paths:
             return {}
-        fetched = self.fs.cat([self._full(path) for path in paths], on_error="return")
+        fetched = self.fs.cat(
+            [self._full(path) for path in paths], on_error="return", **self._whole_file
+        )
         contents: dict[str, bytes | None] = {}
         for path in paths:
             data = fetched.get(self._full(path))

@@ -8,7 +8,7 @@ import pytest
 
 import lakestore
 from lakestore.search import FilterError
-from tests.conftest import S3_CREDENTIALS, make_bucket
+from tests.conftest import S3_CREDENTIALS, fresh_store_uri, make_bucket
 
 SWEEP = [
     # run name, params, final acc, tags
@@ -236,13 +236,14 @@ def test_export_writes_a_query_result_in_the_format_its_extension_names(
         assert repr(values) == repr([0.5, math.nan, math.inf])
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
 @pytest.mark.parametrize("compacted", [False, True], ids=["run-files", "half-compacted"])
 def test_reads_of_some_runs_leave_earlier_relations_reading_every_run(
-    tmp_path, compacted: bool
+    backend: str, compacted: bool, request: pytest.FixtureRequest
 ) -> None:
     # search_runs, compare and metric_history read only their runs' files; a relation
     # made before them is read when fetched, and must still see every run.
-    uri = str(tmp_path)
+    uri = fresh_store_uri(backend, request)
     run_ids = []
     for index in range(4):
         with lakestore.start_run(store=uri) as run:
@@ -266,3 +267,19 @@ def test_reads_of_some_runs_leave_earlier_relations_reading_every_run(
         compared = store.compare([run_ids[1], run_ids[2]]).params
         assert compared.fetchall() == [("lr", "1", "2")]
         assert every_run.fetchall() == [(4,)]
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_query_listed_before_a_merge_deleted_its_files_reads_the_new_part(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    # One public call reads one listing; a merge may delete the inbox files it names
+    # before they are read (DuckDB reads local ones; those of S3 are fetched whole).
+    uri = fresh_store_uri(backend, request)
+    for index in range(3):
+        with lakestore.start_run(store=uri) as run:
+            run.log_metric("acc", index / 10)
+    with lakestore.connect(uri) as store, store._one_listing():
+        assert store.sql("SELECT count(*) FROM runs").fetchall() == [(3,)]
+        assert lakestore.compact(uri, grace=0) > 0  # deletes every inbox file listed
+        assert store.arrow("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 3}]
