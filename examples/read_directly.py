@@ -25,6 +25,16 @@ def has_files(pattern: str) -> bool:  # DuckDB and Polars refuse a pattern match
     return bool(glob.glob(pattern))
 
 
+def newest_snapshots() -> list[str]:
+    """Each experiment's newest snapshot: the greatest name in its snapshots folder (read
+    no other: older ones may be deleted at any moment)."""
+    newest: dict[str, str] = {}
+    for path in glob.glob(SNAPSHOTS):
+        folder = path.rsplit("/", 1)[0]
+        newest[folder] = max(newest.get(folder, ""), path)
+    return list(newest.values())
+
+
 # DuckDB: the newest snapshot of each experiment, then the table's parts and unmerged inbox.
 duckdb.execute(
     "CREATE TABLE snapshot (experiment VARCHAR, generation BIGINT, kind VARCHAR, "
@@ -32,9 +42,12 @@ duckdb.execute(
 )
 if has_files(SNAPSHOTS):
     duckdb.execute(
+        "SET VARIABLE snapshots = (SELECT list(newest) FROM (SELECT max(file) AS newest "
+        f"FROM glob('{SNAPSHOTS}') GROUP BY parse_dirpath(file)))"
+    )
+    duckdb.execute(
         'INSERT INTO snapshot SELECT experiment, generation, kind, "table", path, writer_id, '
-        f"merged_through FROM read_parquet('{SNAPSHOTS}') "
-        "QUALIFY generation = max(generation) OVER (PARTITION BY experiment)"
+        "merged_through FROM read_parquet(getvariable('snapshots'))"
     )
 duckdb.execute(
     f"SET VARIABLE parts = (SELECT list('{store}/' || path) FROM snapshot "
@@ -63,10 +76,8 @@ print(
 # (enough for runs with one writer; FORMAT.md gives the rule for several).
 frames = []
 merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
-if has_files(SNAPSHOTS):
-    snapshot = pl.read_parquet(SNAPSHOTS).filter(
-        pl.col("generation") == pl.col("generation").max().over("experiment")
-    )
+if snapshots := newest_snapshots():
+    snapshot = pl.read_parquet(snapshots)
     parts = snapshot.filter((pl.col("kind") == "part") & (pl.col("table") == "runs"))["path"]
     if len(parts):
         frames.append(pl.scan_parquet([f"{store}/{path}" for path in parts]))

@@ -101,7 +101,7 @@ def compact_store(
 ) -> int:
     """Merge every file waiting in the inboxes of the store at ``uri`` (default: the store
     runs are written to) now, rather than when writers next merge on their own, and delete
-    the files the newest snapshots have not needed for ``grace`` seconds (default 60).
+    the files no snapshot of the last ``grace`` seconds (default 60) needs.
     Returns the number of inbox files merged; ``progress(done, total)`` is called after
     each experiment. Safe while writers write, readers read and other merges run."""
     from lakestore import merge

@@ -12,8 +12,8 @@ leaves only files that no snapshot names.
 
 Writers merge on their own (:func:`request`): when a run starts or ends, a background
 thread lists the experiment and merges once enough inbox files wait. Files that a
-snapshot no longer needs are deleted once the newest snapshot is ``grace`` seconds old,
-so that a reader that listed the files just before still finds them.
+snapshot no longer needs are deleted once that snapshot is ``grace`` seconds old, so
+that a reader that listed the files just before still finds them.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ _CHUNK_ROWS = 1024 * 1024
 _COMMIT_ATTEMPTS = 3
 
 DEFAULT_GRACE = 60.0
-"""Seconds the newest snapshot must be old before the files it no longer needs go."""
+"""Seconds a snapshot must be old before the files it no longer needs go."""
 
 EXIT_WAIT = 10.0
 """Seconds the interpreter's exit waits for a merge under way; a merge still running
@@ -108,8 +108,8 @@ def merge_experiment(
     grace: float = DEFAULT_GRACE,
 ) -> Outcome:
     """Merge the experiment in ``folder`` if at least ``min_files`` (default
-    MERGE_AFTER_FILES) inbox files wait, then delete what the newest snapshot has not
-    needed for ``grace`` seconds. With ``min_files=0``, merge every waiting file now.
+    MERGE_AFTER_FILES) inbox files wait, then delete what no snapshot of the last ``grace``
+    seconds needs. With ``min_files=0``, merge every waiting file now.
 
     Safe while writers write, readers read and other merges run, in this process or
     others: a merge that loses the race for its generation discards its parts and tries
@@ -398,17 +398,27 @@ def _publish(storage: Storage, folder: str, snapshot: Snapshot) -> bool:
 
 
 def collect_garbage(storage: Storage, found: ExperimentFiles, grace: float) -> int:
-    """Delete the files of ``found`` that its newest snapshot does not need, once that
-    snapshot is ``grace`` seconds old: inbox files it holds in parts, parts of its
-    generation or before that it does not name, and older snapshots. Returns how many.
+    """Delete the files of ``found`` that no reader can need any more. Returns how many.
 
-    A reader that listed files before that snapshot existed had ``grace`` seconds to read
-    them. Parts of a later generation belong to merges still under way, and stay.
+    A reader reads the newest snapshot it lists. Once a snapshot has been there for
+    ``grace`` seconds, a reader that listed before it had that long to read the files it
+    replaced; one that lists now takes it or a newer one, and neither needs those files.
+    So the newest snapshot at least ``grace`` seconds old decides: the inbox files it holds
+    in parts, parts of its generation or before that it does not name, and older
+    snapshots go. Parts of a later generation belong to newer snapshots, or to merges
+    still under way, and stay.
     """
-    snapshot, path = found.snapshot, found.snapshot_file
-    if snapshot is None or path is None:
+    now = time.time()
+    old = [path for path, info in found.snapshots.items() if now - info.modified >= grace]
+    if not old:
         return 0
-    if time.time() - found.snapshots[path].modified < grace:
+    path = max(old, key=lambda older: layout.parse(older).generation)  # type: ignore[union-attr]
+    snapshot = (
+        found.snapshot
+        if path == found.snapshot_file
+        else layout.read_snapshot(storage, path, storage.get(path))
+    )
+    if snapshot is None:
         return 0
     live = {part.path for parts in snapshot.parts.values() for part in parts}
     doomed = [
@@ -517,8 +527,8 @@ def compact(
     grace: float = DEFAULT_GRACE,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Merge every inbox file of every experiment (or of one) now, and delete what the
-    newest snapshots no longer need (see merge_experiment). Returns the number of inbox
+    """Merge every inbox file of every experiment (or of one) now, and delete what no
+    snapshot of the last ``grace`` seconds needs (see merge_experiment). Returns the number of inbox
     files merged; ``progress(done, total)`` is called after each experiment."""
     if experiment is not None:
         folders = [layout.experiment_folder(experiment)]

@@ -51,6 +51,14 @@ class FileInfo(NamedTuple):
     """Seconds since the epoch, by the clock of the filesystem or object store."""
 
 
+class Staged(NamedTuple):
+    """A file written in full where readers cannot see it yet (see Storage.stage_file)."""
+
+    relative: str
+    held: bytes | str
+    """Its content (object stores), or the temporary file that holds it (local folders)."""
+
+
 class Storage(ABC):
     """A store root and the few file operations lakestore needs, paths relative to it."""
 
@@ -75,6 +83,42 @@ class Storage(ABC):
         ``exclusive``: then it is kept, and this returns False (of several processes
         creating one name at once, exactly one gets True).
         """
+
+    def stage_files(
+        self, files: list[tuple[str, Callable[[str | BinaryIO], None]]]
+    ) -> list[Staged | Exception]:
+        """Write each file ``(relative, write)`` with ``write(destination)`` where readers
+        cannot see it yet; :meth:`put_staged` then makes it visible, whole. Staging files
+        together and putting them in order makes them durable together (in a local folder,
+        one fsync after another once all are written, the cheapest way) and visible in
+        that order. Each file's staged form, or the error that kept it from being staged.
+        """
+        staged: list[Staged | Exception] = []
+        for relative, write in files:
+            buffer = io.BytesIO()
+            try:
+                write(buffer)
+            except Exception as error:
+                staged.append(error)
+            else:
+                staged.append(Staged(relative, buffer.getvalue()))
+        return staged
+
+    def stage_file(self, relative: str, write: Callable[[str | BinaryIO], None]) -> Staged:
+        """One file staged (see :meth:`stage_files`); raises what kept it from being staged."""
+        (staged,) = self.stage_files([(relative, write)])
+        if isinstance(staged, Exception):
+            raise staged
+        return staged
+
+    def put_staged(self, staged: Staged) -> None:
+        """Make a staged file visible under its name (replacing any file of that name)."""
+        content = staged.held
+        assert isinstance(content, bytes)
+        self.put_file(staged.relative, lambda destination: write_bytes(destination, content))
+
+    def drop_staged(self, staged: Staged) -> None:  # noqa: B027 (staged in memory)
+        """Forget a staged file that will not be put."""
 
     def put_if_absent(self, relative: str, data: bytes) -> bool:
         """Write ``data`` as ``relative`` unless it exists; True if this call wrote it."""
@@ -139,27 +183,59 @@ class LocalStorage(Storage):
     def put_file(
         self, relative: str, write: Callable[[str | BinaryIO], None], *, exclusive: bool = False
     ) -> bool:
-        target = self.path(relative)
-        folder, name = os.path.split(target)
-        temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
+        staged = self.stage_file(relative, write)
         try:
-            with os.fdopen(_create_in_folder(temporary), "wb") as file:
-                write(file)
-                file.flush()
-                os.fsync(file.fileno())
             if not exclusive:
-                os.utime(temporary)  # the file's age is counted from when it appears
-                os.replace(temporary, target)
+                self.put_staged(staged)
                 return True
-            os.utime(temporary)  # the file's age is counted from when it appears
+            os.utime(staged.held)  # the file's age is counted from when it appears
             try:
-                os.link(temporary, target)  # fails if the target exists: exclusive and whole
+                os.link(staged.held, self.path(relative))  # fails if it exists: exclusive, whole
             except FileExistsError:
                 return False
-            _remove_quietly(temporary)
             return True
         finally:
-            _remove_quietly(temporary)
+            self.drop_staged(staged)
+
+    def stage_files(
+        self, files: list[tuple[str, Callable[[str | BinaryIO], None]]]
+    ) -> list[Staged | Exception]:
+        staged: list[Staged | Exception] = []
+        written: list[tuple[int, io.BufferedWriter, str]] = []
+        for relative, write in files:
+            folder, name = os.path.split(self.path(relative))
+            temporary = os.path.join(folder, f"{TEMPORARY_PREFIX}{name}.{uuid.uuid4().hex}.tmp")
+            try:
+                with contextlib.ExitStack() as on_error:
+                    file = os.fdopen(_create_in_folder(temporary), "wb")
+                    on_error.callback(_remove_quietly, temporary)
+                    on_error.callback(file.close)
+                    write(file)
+                    file.flush()
+                    on_error.pop_all()
+            except Exception as error:
+                staged.append(error)
+                continue
+            written.append((len(staged), file, temporary))
+            staged.append(Staged(relative, temporary))
+        for index, file, temporary in written:  # all written first: cheaper fsyncs
+            try:
+                os.fsync(file.fileno())
+            except OSError as error:
+                _remove_quietly(temporary)
+                staged[index] = error
+            finally:
+                file.close()
+        return staged
+
+    def put_staged(self, staged: Staged) -> None:
+        assert isinstance(staged.held, str)
+        os.utime(staged.held)  # the file's age is counted from when it appears
+        os.replace(staged.held, self.path(staged.relative))
+
+    def drop_staged(self, staged: Staged) -> None:
+        assert isinstance(staged.held, str)
+        _remove_quietly(staged.held)
 
     def get(self, relative: str) -> bytes | None:
         try:

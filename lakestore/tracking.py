@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import datetime as dt
+import functools
 import getpass
 import logging
 import math
@@ -314,6 +315,7 @@ def _event(status: str, run: Run, *, event_time: int, **times: int | None) -> tu
     )
 
 
+@functools.cache
 def _user() -> str | None:
     try:
         name = getpass.getuser()

@@ -28,12 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor  # imported now: not at interpreter exit
 from functools import partial
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar
 
 from lakestore import format, layout, merge
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
 from lakestore.spool import Spool
-from lakestore.storage import write_bytes
+from lakestore.storage import Staged, write_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from lakestore.storage import Storage
 
 logger = logging.getLogger("lakestore")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_FLUSH_INTERVAL = 5.0
 """Seconds between background flushes; ``$LAKESTORE_FLUSH_INTERVAL`` overrides it."""
@@ -389,7 +392,7 @@ class RunWriter:
         return named
 
     def _write_unwritten(self) -> None:
-        """Write the named files: data files in parallel, then run events, in order.
+        """Write the named files: data files together, then run events, in order.
 
         A file leaves the queue as soon as it is written (or spooled), so an interrupted
         flush never writes it twice.
@@ -397,21 +400,16 @@ class RunWriter:
         self._upload_spooled()
         data = [item for item in self._unwritten if item.table_name != "runs"]
         events = [item for item in self._unwritten if item.table_name == "runs"]
-        errors: list[str | None] = []
-        if len(data) > 1:
-            try:
-                errors = list(_write_pool().map(self._write_file, data))
-            except RuntimeError:  # at interpreter exit no thread can start: one at a time
-                errors = []
-        if not errors:
-            errors = [self._write_file(item) for item in data if item in self._unwritten]
-        failures = [error for error in errors if error is not None]
-        for item in events:
-            if failures:  # a run's end is never visible before the data logged before it
-                break
-            error = self._write_file(item)
-            if error is not None:
-                failures.append(error)
+        if self._spool is None:
+            failures = self._put_in_order(data, events)
+        else:
+            failures = [error for error in _in_parallel(self._upload, data) if error]
+            for item in events:
+                if failures:  # a run's end is never visible before the data logged before it
+                    break
+                error = self._upload(item)
+                if error is not None:
+                    failures.append(error)
         if failures:
             raise FlushError(
                 f"could not write {len(self._unwritten)} file(s) of run {self.run_id} to "
@@ -419,23 +417,67 @@ class RunWriter:
                 f"{failures[0]}"
             )
 
-    def _write_file(self, item: _NamedFile) -> str | None:
-        """Write (or spool) one named file; the error, as text, if it failed."""
+    def _put_in_order(self, data: list[_NamedFile], events: list[_NamedFile]) -> list[str]:
+        """Stage every file (on a local disk: written, then fsynced), put the data files,
+        then the run events, which wait for all of them: a reader who sees a run's end
+        sees the data logged before it. The errors, as text."""
+        items = data + events
+        staged = self.storage.stage_files(
+            [(item.path, partial(_write_parquet, item.table)) for item in items]
+        )
+        failures = [
+            f"{item.path}: {result}"
+            for item, result in zip(items, staged, strict=True)
+            if isinstance(result, Exception)
+        ]
+        ready = [
+            (item, result)
+            for item, result in zip(data, staged, strict=False)
+            if isinstance(result, Staged)
+        ]
+        # Uploads to an object store go side by side; renames in a folder are quick.
+        put = _in_parallel if self.storage.fs is not None else _one_by_one
+        failures += [error for error in put(self._put_staged, ready) if error]
+        for item, result in zip(events, staged[len(data) :], strict=True):
+            if not isinstance(result, Staged):
+                continue
+            if failures:  # a run's end is never visible before the data logged before it
+                self.storage.drop_staged(result)
+                continue
+            error = self._put_staged((item, result))
+            if error is not None:
+                failures.append(error)
+        return failures
+
+    def _put_staged(self, staged: tuple[_NamedFile, Staged]) -> str | None:
+        """Put a staged file of the queue; the error, as text, if it failed."""
+        item, file = staged
         try:
-            if self._spool is None:
-                self.storage.put_file(item.path, partial(_write_parquet, item.table))
-            else:
-                self._upload_or_spool(item)
+            self.storage.put_staged(file)
+        except Exception as error:  # any backend error: the file stays queued for a retry
+            self.storage.drop_staged(file)
+            return f"{item.path}: {error}"
+        self._written(item)
+        return None
+
+    def _upload(self, item: _NamedFile) -> str | None:
+        """Upload (or spool) one named file; the error, as text, if it failed."""
+        try:
+            self._upload_or_spool(item)
         except Exception as error:  # any backend error: the file stays queued for a retry
             return f"{item.path}: {error}"
+        self._written(item)
+        return None
+
+    def _written(self, item: _NamedFile) -> None:
+        """Take a file written (or spooled) off the queue."""
         with self._lock:
             if item not in self._unwritten:  # written twice after an interrupted flush
-                return None
+                return
             self._unwritten.remove(item)
             if item.table_name == "metrics":
                 self._pending_rows -= item.table.num_rows
                 self._room.notify_all()
-        return None
 
     def _upload_or_spool(self, item: _NamedFile) -> None:
         """Upload ``item``, or spool it if the store refuses it or has files spooled before it
@@ -694,6 +736,20 @@ def _bad_step(key: str, step: object) -> InvalidValueError:
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+
+
+def _in_parallel(function: Callable[[T], R], items: list[T]) -> list[R]:
+    """``function`` of each of ``items``, on the write threads when there are several."""
+    if len(items) > 1:
+        try:
+            return list(_write_pool().map(function, items))
+        except RuntimeError:  # at interpreter exit no thread can start: one at a time
+            pass
+    return [function(item) for item in items]
+
+
+def _one_by_one(function: Callable[[T], R], items: list[T]) -> list[R]:
+    return [function(item) for item in items]
 
 
 def _write_pool() -> ThreadPoolExecutor:

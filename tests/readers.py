@@ -1,10 +1,11 @@
 """Read a store the way docs/FORMAT.md tells direct readers to, with no lakestore code.
 
-Each reader follows the read protocol: take each experiment's newest snapshot, read the
-parts it names, and read the inbox files whose sequence number is greater than the one
-through which the snapshot says their writer is merged. Each function returns a table's
-rows as sorted tuples (NaN replaced by the string "NaN", so that rows compare equal),
-``experiment`` and ``run`` first, without the ``seq`` column.
+Each reader follows the read protocol: take each experiment's newest snapshot (the
+greatest name in its snapshots folder), read the parts it names, and read the inbox files
+whose sequence number is greater than the one through which the snapshot says their
+writer is merged. Each function returns a table's rows as sorted tuples (NaN replaced by
+the string "NaN", so that rows compare equal), ``experiment`` and ``run`` first, without
+the ``seq`` column.
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ def _has(uri: str, pattern: str) -> bool:
 SNAPSHOTS = "experiments/*/snapshots/*.parquet"
 
 
+def newest_snapshots(uri: str) -> list[str]:
+    """Each experiment's newest snapshot: the greatest name in its snapshots folder."""
+    if _is_s3(uri):
+        paths = [f"s3://{path}" for path in _s3fs().glob(f"{uri}/{SNAPSHOTS}")]
+    else:
+        import glob
+
+        paths = glob.glob(f"{glob.escape(uri)}/{SNAPSHOTS}")
+    newest: dict[str, str] = {}
+    for path in paths:
+        folder = path.rsplit("/", 1)[0]
+        newest[folder] = max(newest.get(folder, ""), path)
+    return sorted(newest.values())
+
+
 def has_files(uri: str, table: str) -> bool:
     """True if the table holds at least one data file."""
     return _has(uri, _inbox(table)) or _has(uri, f"experiments/*/parts/{table}/*.parquet")
@@ -78,9 +94,12 @@ def read_duckdb(uri: str, table: str) -> list[tuple[Any, ...]]:
     )
     if _has(uri, SNAPSHOTS):
         connection.execute(
+            "SET VARIABLE snapshots = (SELECT list(newest) FROM (SELECT max(file) AS newest "
+            f"FROM glob('{uri}/{SNAPSHOTS}') GROUP BY parse_dirpath(file)))"
+        )
+        connection.execute(
             'INSERT INTO snapshot SELECT experiment, generation, kind, "table", path, '
-            f"writer_id, merged_through FROM read_parquet('{uri}/{SNAPSHOTS}') "
-            "QUALIFY generation = max(generation) OVER (PARTITION BY experiment)"
+            "writer_id, merged_through FROM read_parquet(getvariable('snapshots'))"
         )
     selects = []
     connection.execute(
@@ -115,10 +134,8 @@ def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
     options = _polars_options(uri)
     frames = []
     merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
-    if _has(uri, SNAPSHOTS):
-        snapshot = pl.read_parquet(f"{uri}/{SNAPSHOTS}", storage_options=options).filter(
-            pl.col("generation") == pl.col("generation").max().over("experiment")
-        )
+    if snapshots := newest_snapshots(uri):
+        snapshot = pl.read_parquet(snapshots, storage_options=options)
         parts = snapshot.filter((pl.col("kind") == "part") & (pl.col("table") == table))
         if len(parts):
             paths = [f"{uri}/{path}" for path in parts["path"]]
@@ -152,20 +169,18 @@ def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
         pyarrow.fs.FileSelector(f"{root}/experiments", recursive=True)
     )
     paths = [info.path for info in listing if info.path.endswith(".parquet")]
-    snapshot_files = [path for path in paths if path.split("/")[-2] == "snapshots"]
+    newest_files: dict[str, str] = {}  # each experiment's newest snapshot: the greatest name
+    for path in paths:
+        folder = path.rsplit("/", 1)[0]
+        if folder.endswith("/snapshots"):
+            newest_files[folder] = max(newest_files.get(folder, ""), path)
+    snapshot_files = list(newest_files.values())
     inbox_files = [path for path in paths if path.split("/")[-3:-1] == ["inbox", table]]
     tables = []
     merged: dict[str, int] = {}
     if snapshot_files:
         snapshot = ds.dataset(snapshot_files, format="parquet", filesystem=filesystem).to_table()
-        newest: dict[str, int] = {}
-        for experiment, generation in zip(
-            snapshot["experiment"].to_pylist(), snapshot["generation"].to_pylist(), strict=True
-        ):
-            newest[experiment] = max(newest.get(experiment, 0), generation)
-        rows = [
-            row for row in snapshot.to_pylist() if row["generation"] == newest[row["experiment"]]
-        ]
+        rows = snapshot.to_pylist()
         parts = [
             f"{root}/{row['path']}"
             for row in rows
@@ -201,10 +216,8 @@ def read_dask(uri: str, table: str) -> list[tuple[Any, ...]]:
 
     frames = []
     merged = None
-    if _has(uri, SNAPSHOTS):
-        snapshot = read(f"{uri}/{SNAPSHOTS}").compute()
-        newest = snapshot.groupby("experiment")["generation"].transform("max")
-        snapshot = snapshot[snapshot["generation"] == newest]
+    if snapshots := newest_snapshots(uri):
+        snapshot = read(snapshots).compute()
         parts = snapshot[(snapshot["kind"] == "part") & (snapshot["table"] == table)]
         if len(parts):
             frames.append(read([f"{uri}/{path}" for path in parts["path"]]))
@@ -224,7 +237,7 @@ def read_spark(uri: str, table: str) -> list[tuple[Any, ...]]:
     """Local stores only: Spark reads S3 through the hadoop-aws jars, not installed here."""
     import glob
 
-    from pyspark.sql import SparkSession, Window
+    from pyspark.sql import SparkSession
     from pyspark.sql import functions as sf
 
     def files(pattern: str) -> list[str]:
@@ -234,12 +247,8 @@ def read_spark(uri: str, table: str) -> list[tuple[Any, ...]]:
     reader = SparkSession.active().read.option("recursiveFileLookup", "true")
     frames = []
     merged = None
-    if snapshot_files := files(SNAPSHOTS):
-        snapshot = (
-            reader.parquet(*snapshot_files)
-            .withColumn("newest", sf.max("generation").over(Window.partitionBy("experiment")))
-            .where(sf.col("generation") == sf.col("newest"))
-        )
+    if snapshots := newest_snapshots(uri):
+        snapshot = reader.parquet(*snapshots)
         parts = snapshot.where((sf.col("kind") == "part") & (sf.col("table") == table)).collect()
         if parts:
             frames.append(reader.parquet(*[f"{uri}/{row.path}" for row in parts]))
