@@ -6,9 +6,11 @@ moto)::
 
     python benchmarks/bench_as_logged.py                 # 300 runs
     python benchmarks/bench_as_logged.py --runs 1000 --json out.json
+    python benchmarks/bench_as_logged.py --runs 10000 --writers 4 --repeats 1
 
-It logs RUNS runs (1 param, 100 ``log_metric`` calls each) to one experiment in one
-process, as a sweep would, letting writers merge on their own; then, three times, it
+It logs RUNS runs (1 param, 100 ``log_metric`` calls each) to one experiment, in one
+process or in WRITERS processes side by side, as a sweep would, letting writers merge on
+their own; then, three times, it
 times a fresh process that imports lakestore, connects, runs ``search_runs`` (top 10 by
 ``metrics.loss``) and reads one run's history, and counts the requests the S3 server
 logged meanwhile. It prints a table and writes every sample as JSON (default: a file in
@@ -31,8 +33,8 @@ from collections import Counter
 
 LOG = """
 import sys, lakestore
-uri, runs = sys.argv[1], int(sys.argv[2])
-for i in range(runs):
+uri, first, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(first, first + runs):
     with lakestore.start_run(store=uri, experiment="sweep") as run:
         run.log_param("lr", 0.001 * i)
         for step in range(100):
@@ -55,14 +57,30 @@ assert len(top) == 10 and len(history) == 100, (len(top), len(history))
 print(t1 - t0, t2 - t1, t3 - t2)
 """
 
-_REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|HEAD|POST|DELETE) ')
-"""A request in moto's log (its verbs may be coloured)."""
+_REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|HEAD|POST|DELETE) (\S*)')
+"""A request in moto's log (its verbs may be coloured), and its path."""
+
+
+def logging_requests(lines: list[str]) -> dict[str, int]:
+    """The requests of a sweep: a writer's own (PUTs of inbox files, the store marker) and
+    its merges' (listings, reads of inbox files and snapshots, parts and snapshots
+    written, deletions)."""
+    kinds: Counter[str] = Counter()
+    for line in lines:
+        if match := _REQUEST.search(line):
+            verb, path = match.groups()
+            own = (verb == "PUT" and "/inbox/" in path) or "_lakestore.json" in path
+            kinds["write" if own else "merge"] += 1
+    return dict(kinds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--writers", type=int, default=1, help="logging processes, each a share of the runs"
+    )
     parser.add_argument("--json", default=os.path.join(tempfile.gettempdir(), "as_logged.json"))
     options = parser.parse_args()
 
@@ -97,9 +115,27 @@ def main() -> None:
             "s3": "s3://bench-as-logged/store",
         }
         for backend, uri in stores.items():
+            before = len(log)
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", LOG, uri, str(options.runs)], env=env, check=True)
+            share = -(-options.runs // options.writers)
+            writers = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        LOG,
+                        uri,
+                        str(first),
+                        str(min(share, options.runs - first)),
+                    ],
+                    env=env,
+                )
+                for first in range(0, options.runs, share)
+            ]
+            if any(writer.wait() for writer in writers):
+                raise RuntimeError("a logging process failed")
             logged = time.perf_counter() - started
+            sweep = logging_requests(log[before:]) if backend == "s3" else None
             for _ in range(options.repeats):
                 before = len(log)
                 started = time.perf_counter()
@@ -123,6 +159,7 @@ def main() -> None:
                         "search_s": search,
                         "history_s": history,
                         "requests": dict(verbs) if backend == "s3" else None,
+                        "logging_requests": sweep,
                     }
                 )
     finally:
@@ -145,6 +182,15 @@ def main() -> None:
         figures = f"{median['process_s']:.2f} s | {median['connect_s']:.2f} s"
         figures += f" | {median['search_s']:.2f} s | {median['history_s']:.3f} s"
         print(f"| {backend} | {options.runs:,} | {figures} | {shown} |")
+    for row in samples[-1:]:
+        if row["logging_requests"]:
+            sweep = row["logging_requests"]
+            total = sum(sweep.values())
+            print(
+                f"\nS3 requests of the sweep: {total:,} ({total / options.runs:.1f} a run): "
+                f"{sweep.get('write', 0):,} written by the runs, {sweep.get('merge', 0):,} "
+                f"by merges; logged in {row['log_s']:.0f} s"
+            )
     with open(options.json, "w") as file:
         json.dump(samples, file, indent=1)
     print(f"samples: {options.json}")

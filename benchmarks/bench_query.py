@@ -271,7 +271,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--json",
         type=Path,
         default=DEFAULT_JSON,
-        help=f"where to write the JSON results (default {DEFAULT_JSON.relative_to(HERE.parent)})",
+        help=f"where to write the JSON results (default {DEFAULT_JSON})",
     )
     return parser.parse_args(argv)
 

@@ -10,7 +10,7 @@ Run it from the repository root, with the test extras installed (the S3 server i
 
 It prints machine information and a Markdown table to stdout (progress goes to stderr) and
 writes the same figures, with every raw sample, the machine information and the command
-line, as JSON (default ``benchmarks/results/bench_spool.json``).
+line, as JSON (default: ``bench_spool.json`` in the temporary folder).
 
 The benchmark starts moto's S3 server (``python -m moto.server -H 127.0.0.1 -p 0``) for the
 whole run. Each repeat of each scenario is a fresh Python process with a bucket of its own
@@ -109,7 +109,7 @@ from lakestore.writer import BACKPRESSURE_FACTOR
 
 HERE = Path(__file__).resolve().parent
 PROXY_SCRIPT = HERE.parent / "tests" / "tcp_proxy.py"
-DEFAULT_JSON = HERE / "results" / "bench_spool.json"
+DEFAULT_JSON = Path(tempfile.gettempdir()) / "bench_spool.json"
 CHILD = "_child"
 CHILD_TIMEOUT = 900.0
 

@@ -9,7 +9,7 @@ Run it from the repository root (lakestore installed, e.g. ``pip install -e .``)
 
 It prints machine information and a Markdown table to stdout (progress goes to stderr) and
 writes the same figures, with every raw sample, the machine information and the command
-line, as JSON (default ``benchmarks/results/bench_write.json``).
+line, as JSON (default: ``bench_write.json`` in the temporary folder).
 
 Scenarios, each repeat in fresh Python subprocesses with its own temporary store folder
 (``tempfile``, so ``$TMPDIR`` chooses the disk), removed after the repeat; the table shows
@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_JSON = HERE / "results" / "bench_write.json"
+DEFAULT_JSON = Path(tempfile.gettempdir()) / "bench_write.json"
 CHILD = "_child"
 CHILD_TIMEOUT = 3600.0
 
@@ -691,7 +691,7 @@ def scenario_parser(
         "--json",
         type=Path,
         default=default_json,
-        help=f"where to write the JSON results (default {default_json.relative_to(HERE.parent)})",
+        help=f"where to write the JSON results (default {default_json})",
     )
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 5, quick 2)")
     parser.add_argument(

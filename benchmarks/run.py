@@ -8,7 +8,7 @@ Run it from the repository root, with the peers installed (``pip install -e ".[b
 
 It prints machine information and Markdown tables to stdout (progress goes to stderr) and
 writes the same figures, with every raw sample, as JSON (default
-``benchmarks/results/run.json``). A tool that is not installed is reported as skipped.
+``run.json`` in the temporary folder). A tool that is not installed is reported as skipped.
 
 Scenarios (issue 5 numbers them 1 to 6):
 
@@ -455,11 +455,12 @@ def markdown(rows: list[dict[str, Any]], repeats: int) -> str:
 
 
 def parse_args(argv: list[str]) -> Any:
+    import tempfile
     from pathlib import Path
 
     from bench_write import scenario_parser
 
-    default_json = Path(__file__).resolve().parent / "results" / "run.json"
+    default_json = Path(tempfile.gettempdir()) / "run.json"
     parser = scenario_parser(__doc__, default_json, "2 repeats instead of 5", SCENARIOS)
     parser.add_argument(
         "--tools",
