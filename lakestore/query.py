@@ -547,8 +547,11 @@ class Store:
         ]
         order_terms += ["r.start_time DESC", "r.run_id"]
         if max_results is not None:
-            if max_results < 0:
-                raise QueryError(f"max_results must be >= 0, got {max_results}")
+            if not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 0:
+                raise QueryError(
+                    f"max_results must be a whole number >= 0 (or None: every run), "
+                    f"got {max_results!r}"
+                )
             parameters.append(max_results)
         selection = (
             f"SELECT r.run_id FROM runs AS r\n{search.joins(keys)}\n"

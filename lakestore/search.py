@@ -210,7 +210,11 @@ class _Parser:
         token = self.token
         if token.kind == "number":
             self._advance()
-            return float(token.text) if re.search(r"[.eE]", token.text) else int(token.text)
+            if re.search(r"[.eE]", token.text):
+                return float(token.text)
+            number = int(token.text)
+            # Beyond int64 a whole number compares as what metrics and params hold: a double.
+            return number if -(2**63) <= number < 2**63 else float(number)
         if token.kind == "string":
             self._advance()
             quote = token.text[0]
