@@ -665,9 +665,9 @@ class Store:
         """The history of metrics ``keys`` (default: all) of ``run_ids`` as a tidy table,
         computed at once.
 
-        With ``points``, each series is cut into that many equal slices of its steps and the
-        last row of each slice is kept: at most ``points`` rows a series, the latest
-        included, for plotting.
+        With ``points``, at most that many rows a series, for plotting: its first and last
+        rows, and the lowest and highest value of each of ``(points - 2) // 2`` equal slices
+        of its steps, so that no spike, dip or end of the curve is lost.
         """
         run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
         where = "list_contains($ids, run_id)"
@@ -681,18 +681,24 @@ class Store:
                 WHERE {where} ORDER BY run_id, key, step, timestamp
             """
             return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
-        if points < 1:
-            raise QueryError(f"points must be >= 1, got {points}")
+        if not isinstance(points, int) or isinstance(points, bool) or points < 1:
+            raise QueryError(f"points must be a whole number >= 1, got {points!r}")
         parameters["points"] = points
+        parameters["slices"] = max(1, (points - 2) // 2)
         query = f"""
             SELECT experiment, run_id, key, value, step, timestamp FROM (
-                SELECT *, ntile($points) OVER series AS slice,
+                SELECT *, ntile($slices) OVER series AS slice,
                        row_number() OVER series AS position,
                        count(*) OVER (PARTITION BY experiment, run_id, key) AS total
                 FROM metrics WHERE {where}
                 WINDOW series AS (PARTITION BY experiment, run_id, key ORDER BY step, timestamp)
             )
-            QUALIFY position = max(position) OVER (PARTITION BY experiment, run_id, key, slice)
+            WINDOW slice AS (PARTITION BY experiment, run_id, key, slice)
+            QUALIFY total <= $points
+                OR position = total
+                OR ($points >= 2 AND position = 1)
+                OR ($points >= 4 AND (position = arg_min(position, value) OVER slice
+                                      OR position = arg_max(position, value) OVER slice))
             ORDER BY run_id, key, step, timestamp
         """
         return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
