@@ -176,7 +176,8 @@ def _of_runs(listing: _Listing, runs: list[str]) -> _Listing:
 
 
 class Store:
-    """A store opened for querying: ``store.sql("SELECT ...")`` over its views.
+    """A store opened for querying (by :func:`connect`, which checks that it is one):
+    ``store.sql("SELECT ...")`` over its views.
 
     The connection's own work never writes a file: its views read the store's files, and
     a result is written only where asked (``export``, a statement you run). With
@@ -205,7 +206,6 @@ class Store:
         self.lost_after = float(lost_after)
         self.read_only = read_only or sandbox
         self.sandbox = sandbox
-        format.read_format_version(storage)
         # Extensions come with the installed DuckDB or not at all: never downloaded.
         self.connection = duckdb.connect(config={"autoinstall_known_extensions": False})
         if storage.fs is not None:
