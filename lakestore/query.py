@@ -764,10 +764,10 @@ def _order_columns(key: search.Key, index: int) -> list[str]:
     if key.kind == "attributes":
         return [f"r.{search.ATTRIBUTES[key.name]}"]
     if key.kind == "metrics":
-        return [f"m{index}.latest"]
+        return [f"m.latest_{index}"]
     if key.kind == "params":
-        return [f"p{index}.value_float", f"p{index}.value"]  # numbers numerically, then text
-    return [f"t{index}.value"]
+        return [f"p.value_float_{index}", f"p.value_{index}"]  # numbers numerically, then text
+    return [f"t.value_{index}"]
 
 
 def connect(

@@ -295,3 +295,20 @@ def test_a_query_listed_before_a_merge_deleted_its_files_reads_the_new_part(
         assert store.sql("SELECT count(*) FROM runs").fetchall() == [(3,)]
         assert lakestore.compact(uri, grace=0) > 0  # deletes every inbox file listed
         assert store.arrow("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 3}]
+
+
+def test_a_filter_of_many_keys_is_answered_and_one_of_too_many_refused(tmp_path) -> None:
+    uri = str(tmp_path)
+    for shift in range(3):
+        with lakestore.start_run(store=uri, run_name=f"run-{shift}") as run:
+            run.log_metrics({f"m{key}": key + shift for key in range(200)})
+            run.log_params({f"p{key}": key * shift for key in range(50)})
+    many = " and ".join(f"metrics.m{key} >= {key + 1}" for key in range(200))
+    many += " and " + " and ".join(f"params.p{key} = {key}" for key in range(1, 50))
+    with lakestore.connect(uri) as store:
+        assert [row[0] for row in store.search_runs(many).select("run_name").fetchall()] == [
+            "run-1"
+        ]
+        too_many = " and ".join(f"metrics.m{key % 200} >= 0" for key in range(300))
+        with pytest.raises(FilterError, match="at most 256 params, metrics and tags"):
+            store.search_runs(too_many)
