@@ -433,7 +433,11 @@ def history(
         list[str] | None, typer.Option("--metric", "-m", help="Metric key; repeatable.")
     ] = None,
     points: Annotated[
-        int | None, typer.Option("--points", help="Downsample to this many points a series.")
+        int | None,
+        typer.Option(
+            "--points",
+            help="At most this many points a series: both ends and the extremes kept.",
+        ),
     ] = None,
     store: StoreOption = None,
     output_format: FormatOption = None,
@@ -453,7 +457,10 @@ def plot(
     run_ids: Annotated[list[str], typer.Argument(help="The runs, each drawn as one line.")],
     metric: Annotated[str, typer.Option("--metric", "-m", help="The metric to draw.")],
     points: Annotated[
-        int, typer.Option("--points", help="Downsample each line to this many points.")
+        int,
+        typer.Option(
+            "--points", help="At most this many points a line: both ends and the extremes kept."
+        ),
     ] = 500,
     store: StoreOption = None,
 ) -> None:

@@ -83,7 +83,7 @@ class Entry(NamedTuple):
 def parse(path: str) -> Entry | None:
     """What ``path`` (relative to the root) is, or None if it is not a lakestore file."""
     segments = path.split("/")
-    if len(segments) < 4 or segments[0] != EXPERIMENTS:
+    if len(segments) < 4 or segments[0] != EXPERIMENTS or not _is_utf8(path):
         return None
     folder = "/".join(segments[:2])
     if len(segments) == 4 and segments[2] == SNAPSHOTS:
@@ -214,7 +214,7 @@ def list_experiments(storage: Storage, folder: str | None = None) -> dict[str, E
     for path, info in sorted(storage.list_files(prefix).items()):
         entry = parse(path)
         if entry is None:
-            files.skip(storage, path, "its name is not that of a lakestore file")
+            files.skip(storage, path, not_lakestore_reason(path))
             continue
         found = experiments.setdefault(entry.folder, ExperimentFiles(entry.folder))
         found.sizes[path] = info.size
@@ -235,6 +235,25 @@ def list_experiments(storage: Storage, folder: str | None = None) -> dict[str, E
                 found.snapshot, found.snapshot_file = snapshot, path
                 break
     return experiments
+
+
+def _is_utf8(path: str) -> bool:
+    """False for a local name whose bytes are not UTF-8 (Python holds them as surrogates):
+    no engine takes such a path."""
+    if path.isascii():
+        return True
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def not_lakestore_reason(path: str) -> str:
+    """Why ``path``, which :func:`parse` does not take, is no lakestore file."""
+    if not _is_utf8(path):
+        return "its path is not UTF-8, which no engine reads"
+    return "its name is not that of a lakestore file"
 
 
 def _by_generation(snapshots: dict[str, FileInfo]) -> list[str]:

@@ -76,7 +76,7 @@ def check_store(
 
     def problem(path: str) -> str | None:
         if layout.parse(path) is None:
-            return "its name is not that of a lakestore file"
+            return layout.not_lakestore_reason(path)
         try:
             return files.problem(storage, path)
         except FileNotFoundError:  # deleted by a merge meanwhile
@@ -84,11 +84,19 @@ def check_store(
 
     with ThreadPoolExecutor(16) as pool:
         reasons = list(pool.map(problem, found))
-    return [
+    problems = [
         (storage.path(path), reason)
         for path, reason in zip(found, reasons, strict=True)
         if reason is not None
     ]
+    if storage.fs is None:  # a local folder named like a data file: plain readers' globs take it
+        for folder, names, _ in os.walk(storage.path(layout.EXPERIMENTS)):
+            problems += [
+                (os.path.join(folder, name), "it is a folder named like a Parquet file")
+                for name in names
+                if name.endswith(".parquet")
+            ]
+    return sorted(problems)
 
 
 def compact_store(

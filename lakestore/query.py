@@ -176,7 +176,8 @@ def _of_runs(listing: _Listing, runs: list[str]) -> _Listing:
 
 
 class Store:
-    """A store opened for querying: ``store.sql("SELECT ...")`` over its views.
+    """A store opened for querying (by :func:`connect`, which checks that it is one):
+    ``store.sql("SELECT ...")`` over its views.
 
     The connection's own work never writes a file: its views read the store's files, and
     a result is written only where asked (``export``, a statement you run). With
@@ -205,7 +206,6 @@ class Store:
         self.lost_after = float(lost_after)
         self.read_only = read_only or sandbox
         self.sandbox = sandbox
-        format.read_format_version(storage)
         # Extensions come with the installed DuckDB or not at all: never downloaded.
         self.connection = duckdb.connect(config={"autoinstall_known_extensions": False})
         if storage.fs is not None:
@@ -547,8 +547,11 @@ class Store:
         ]
         order_terms += ["r.start_time DESC", "r.run_id"]
         if max_results is not None:
-            if max_results < 0:
-                raise QueryError(f"max_results must be >= 0, got {max_results}")
+            if not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 0:
+                raise QueryError(
+                    f"max_results must be a whole number >= 0 (or None: every run), "
+                    f"got {max_results!r}"
+                )
             parameters.append(max_results)
         selection = (
             f"SELECT r.run_id FROM runs AS r\n{search.joins(keys)}\n"
@@ -662,9 +665,9 @@ class Store:
         """The history of metrics ``keys`` (default: all) of ``run_ids`` as a tidy table,
         computed at once.
 
-        With ``points``, each series is cut into that many equal slices of its steps and the
-        last row of each slice is kept: at most ``points`` rows a series, the latest
-        included, for plotting.
+        With ``points``, at most that many rows a series, for plotting: its first and last
+        rows, and the lowest and highest value of each of ``(points - 2) // 2`` equal slices
+        of its steps, so that no spike, dip or end of the curve is lost.
         """
         run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
         where = "list_contains($ids, run_id)"
@@ -678,18 +681,24 @@ class Store:
                 WHERE {where} ORDER BY run_id, key, step, timestamp
             """
             return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
-        if points < 1:
-            raise QueryError(f"points must be >= 1, got {points}")
+        if not isinstance(points, int) or isinstance(points, bool) or points < 1:
+            raise QueryError(f"points must be a whole number >= 1, got {points!r}")
         parameters["points"] = points
+        parameters["slices"] = max(1, (points - 2) // 2)
         query = f"""
             SELECT experiment, run_id, key, value, step, timestamp FROM (
-                SELECT *, ntile($points) OVER series AS slice,
+                SELECT *, ntile($slices) OVER series AS slice,
                        row_number() OVER series AS position,
                        count(*) OVER (PARTITION BY experiment, run_id, key) AS total
                 FROM metrics WHERE {where}
                 WINDOW series AS (PARTITION BY experiment, run_id, key ORDER BY step, timestamp)
             )
-            QUALIFY position = max(position) OVER (PARTITION BY experiment, run_id, key, slice)
+            WINDOW slice AS (PARTITION BY experiment, run_id, key, slice)
+            QUALIFY total <= $points
+                OR position = total
+                OR ($points >= 2 AND position = 1)
+                OR ($points >= 4 AND (position = arg_min(position, value) OVER slice
+                                      OR position = arg_max(position, value) OVER slice))
             ORDER BY run_id, key, step, timestamp
         """
         return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
@@ -755,10 +764,10 @@ def _order_columns(key: search.Key, index: int) -> list[str]:
     if key.kind == "attributes":
         return [f"r.{search.ATTRIBUTES[key.name]}"]
     if key.kind == "metrics":
-        return [f"m{index}.latest"]
+        return [f"m.latest_{index}"]
     if key.kind == "params":
-        return [f"p{index}.value_float", f"p{index}.value"]  # numbers numerically, then text
-    return [f"t{index}.value"]
+        return [f"p.value_float_{index}", f"p.value_{index}"]  # numbers numerically, then text
+    return [f"t.value_{index}"]
 
 
 def connect(

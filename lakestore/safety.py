@@ -109,14 +109,16 @@ def _reads(connection: duckdb.DuckDBPyConnection, kind: duckdb.StatementType, te
 
 
 def confine(connection: duckdb.DuckDBPyConnection, root: str) -> None:
-    """Let ``connection`` open only files under ``root`` and load no extension; call
-    :func:`lock` afterwards so that this cannot be undone.
+    """Let ``connection`` open only files under ``root`` (it spills to no temporary folder)
+    and load no extension; call :func:`lock` afterwards so that this cannot be undone.
 
     Files of a Python filesystem registered before (fsspec, for S3) are checked by their
     URL, so ``root`` is the store's URL; paths are normalised first, so ``..`` cannot
     leave it.
     """
     for setting, value in (
+        # No folder to spill to: DuckDB would allow its files, and others' spill files there.
+        ("temp_directory", ""),
         ("allowed_directories", [root.rstrip("/") + "/"]),
         ("enable_external_access", False),
         ("autoload_known_extensions", False),

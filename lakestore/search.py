@@ -210,7 +210,11 @@ class _Parser:
         token = self.token
         if token.kind == "number":
             self._advance()
-            return float(token.text) if re.search(r"[.eE]", token.text) else int(token.text)
+            if re.search(r"[.eE]", token.text):
+                return float(token.text)
+            number = int(token.text)
+            # Beyond int64 a whole number compares as what metrics and params hold: a double.
+            return number if -(2**63) <= number < 2**63 else float(number)
         if token.kind == "string":
             self._advance()
             quote = token.text[0]
@@ -275,10 +279,10 @@ class _Parser:
                 return _Column(f"r.{name}", numeric=f"epoch_ms(r.{name})")
             return _Column(f"r.{name}")
         if key.kind == "metrics":
-            return _Column(f"m{index}.latest", numeric=f"m{index}.latest")
+            return _Column(f"m.latest_{index}", numeric=f"m.latest_{index}")
         if key.kind == "params":
-            return _Column(f"p{index}.value", numeric=f"p{index}.value_float")
-        return _Column(f"t{index}.value")
+            return _Column(f"p.value_{index}", numeric=f"p.value_float_{index}")
+        return _Column(f"t.value_{index}")
 
 
 @dataclass
@@ -308,27 +312,57 @@ def compile_filter(text: str | None) -> Compiled:
     return Compiled(where, parser.parameters, parser.keys)
 
 
-def joins(keys: list[Key]) -> str:
-    """The LEFT JOINs that bring each filtered key's columns next to ``runs AS r``.
+MAX_KEYS = 256
+"""The most params, metrics and tags one search may filter and order by."""
 
-    Each join's key name is a bound parameter too: it comes before the filter's.
+_PIVOTS = {
+    # kind: (view, alias, columns of the view, each named <column>_<key index>)
+    "metrics": ("metric_summary", "m", ("latest",)),
+    "params": ("params", "p", ("value", "value_float")),
+    "tags": ("tags", "t", ("value",)),
+}
+
+
+def joins(keys: list[Key]) -> str:
+    """The LEFT JOINs that bring each filtered key's columns next to ``runs AS r``: one
+    per kind of key, over its view pivoted to a column per key, so that a filter's cost
+    grows with its keys, not their square.
+
+    The key names are bound parameters too: they come before the filter's (see
+    :func:`join_parameters`).
     """
+    if sum(key.kind != "attributes" for key in keys) > MAX_KEYS:
+        raise FilterError(
+            f"a search may filter and order by at most {MAX_KEYS} params, metrics and tags; "
+            "this one names more: query the params, metric_summary and tags views instead"
+        )
     parts = []
-    for index, key in enumerate(keys):
-        view = {"metrics": "metric_summary", "params": "params", "tags": "tags"}.get(key.kind)
-        if view is None:
+    for kind, (view, alias, columns) in _PIVOTS.items():
+        indexes = [index for index, key in enumerate(keys) if key.kind == kind]
+        if not indexes:
             continue
-        alias = f"{key.kind[0]}{index}"
+        pivoted = ", ".join(
+            f"first({column}) FILTER (WHERE key = ?) AS {column}_{index}"
+            for index in indexes
+            for column in columns
+        )
         parts.append(
-            f"LEFT JOIN {view} AS {alias} ON {alias}.experiment = r.experiment "
-            f"AND {alias}.run_id = r.run_id AND {alias}.key = ?"
+            f"LEFT JOIN (SELECT experiment, run_id, {pivoted} FROM {view} "
+            f"WHERE list_contains(?, key) GROUP BY experiment, run_id) AS {alias} "
+            f"ON {alias}.experiment = r.experiment AND {alias}.run_id = r.run_id"
         )
     return "\n".join(parts)
 
 
 def join_parameters(keys: list[Key]) -> list[object]:
     """The values bound by :func:`joins`, in order."""
-    return [key.name for key in keys if key.kind != "attributes"]
+    parameters: list[object] = []
+    for kind, (_, _, columns) in _PIVOTS.items():
+        names = [key.name for key in keys if key.kind == kind]
+        if names:
+            parameters += [name for name in names for _ in columns]
+            parameters.append(names)
+    return parameters
 
 
 def parse_order_by(clauses: list[str]) -> list[tuple[Key, bool]]:

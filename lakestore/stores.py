@@ -79,7 +79,13 @@ def open_for_writing(
         storage = _opened.get(key)
         if storage is None:
             storage = open_storage(uri, storage_options)
-            format.ensure_format_marker(storage)
+            try:
+                format.ensure_format_marker(storage)
+            except OSError as error:  # a read-only folder, a file in the way, no access
+                raise StoreError(
+                    f"cannot write to store {storage.url}: {error}; log to a store you may "
+                    "write to (set_store(), $LAKESTORE_URI or store=)"
+                ) from None
             _opened[key] = storage
     return storage
 

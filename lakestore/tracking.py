@@ -72,6 +72,10 @@ def _now_us() -> int:
 
 _INT64_MAX = 2**63 - 1
 
+_SECONDS_NOT_MILLISECONDS = (1e9, 1e11)
+"""Timestamps refused as plainly seconds: as milliseconds they fall in 1970 to 1973 (from
+the 12th day of 1970), as seconds in 2001 to 5138."""
+
 
 def _timestamp_ns(timestamp: int | float | dt.datetime | None) -> int:
     """Nanoseconds since the epoch from MLflow-style milliseconds or an aware datetime."""
@@ -87,6 +91,12 @@ def _timestamp_ns(timestamp: int | float | dt.datetime | None) -> int:
     elif isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
         if not math.isfinite(timestamp):
             raise InvalidValueError(f"timestamp {timestamp!r} is not a finite number")
+        if _SECONDS_NOT_MILLISECONDS[0] <= timestamp < _SECONDS_NOT_MILLISECONDS[1]:
+            raise InvalidValueError(
+                f"timestamp {timestamp!r} would be in {1970 + int(timestamp // 31_557_600_000)}"
+                ": it looks like seconds since the epoch, and timestamps are milliseconds (as "
+                f"in MLflow): pass {timestamp!r} * 1000, or a datetime"
+            )
         nanoseconds = int(timestamp * 1000) * 1000  # stored in whole microseconds
     else:
         raise InvalidValueError(

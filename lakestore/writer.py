@@ -226,8 +226,10 @@ class RunWriter:
             code = None
         if code is None:
             code = self._add_key(key)
-        if type(value) not in _PLAIN_NUMBERS and _complex_not_real(value):
+        if type(value) not in _PLAIN_NUMBERS and _not_a_float(value):
             raise _bad_metric(key, value)
+        if type(step) is bool:
+            raise _bad_step(key, step)
         with self._lock:
             if self._closed:
                 self._check_open()
@@ -254,6 +256,8 @@ class RunWriter:
                 self._add_key(key) if c is None else c
                 for key, c in zip(metrics, codes, strict=True)
             ]
+        if type(step) is bool:
+            raise _bad_step(next(iter(metrics), ""), step)
         with self._lock:
             self._check_open()
             buffer = self._metrics
@@ -262,8 +266,8 @@ class RunWriter:
                 for key, code in zip(metrics, codes, strict=True):
                     row = len(buffer.values)
                     value = metrics[key]
-                    if type(value) not in _PLAIN_NUMBERS and _complex_not_real(value):
-                        raise TypeError(f"{value!r} is complex")
+                    if type(value) not in _PLAIN_NUMBERS and _not_a_float(value):
+                        raise TypeError(f"{value!r} is no float")
                     buffer.values.append(value)
                     buffer.steps.append(step)
                     buffer.keys.append(code)  # type: ignore[arg-type]
@@ -718,15 +722,21 @@ def _undo(
     return error
 
 
-def _complex_not_real(value: object) -> bool:
-    """True for a complex number that is not real (NumPy's would append its real part)."""
-    return isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real)
+def _not_a_float(value: object) -> bool:
+    """True for a value of an unusual type that a float would misrepresent: a complex
+    number that is not real (NumPy's would append its real part), or a finite Decimal
+    beyond float64's range (it would become an infinity, where 10**400 is refused)."""
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        return True
+    if type(value).__name__ == "Decimal":
+        return bool(value.is_finite() and math.isinf(float(value)))  # type: ignore[attr-defined,arg-type]
+    return False
 
 
 def _bad_metric(key: str, value: object) -> InvalidValueError:
     return InvalidValueError(
-        f"metric {key!r}: value {value!r} is not a number; log an int or float "
-        "(NaN and infinities are fine)"
+        f"metric {key!r}: value {value!r} is not a number a float64 holds; log an int or "
+        "float (NaN and infinities are fine)"
     )
 
 

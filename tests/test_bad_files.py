@@ -364,3 +364,34 @@ def test_the_cli_warns_on_one_line_and_check_lists_bad_files(tmp_path) -> None:
     os.remove(f"{uri}/{foreign}")
     clean = subprocess.run(["lakestore", "check", "-s", uri], capture_output=True, text=True)
     assert clean.returncode == 0, clean.stdout
+
+
+def test_a_folder_named_like_a_file_and_a_path_not_utf8_are_skipped_and_checked(
+    tmp_path,
+) -> None:
+    uri = str(tmp_path / "store")
+    ids = _log(uri)
+    inbox = os.path.join(uri, layout.experiment_folder("e"), "inbox", "metrics")
+    folder = os.path.join(inbox, f"{'a' * 32}.{'b' * 32}-000000.parquet")
+    os.mkdir(folder)
+    not_utf8 = os.path.join(os.fsencode(uri), b"experiments", b"caf\xe9", b"inbox", b"metrics")
+    os.makedirs(not_utf8)
+    copy = os.path.join(not_utf8, f"{ids['a']}.{'c' * 32}-000000.parquet".encode())
+    with open(copy, "wb") as file:
+        file.write(_an_inbox_file(uri, ids["a"]))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnreadableFileWarning)
+        with lakestore.connect(uri) as store:
+            assert _summed(store) == GOOD_METRICS
+        assert lakestore.compact(uri, grace=0) > 0
+        with lakestore.connect(uri) as store:
+            assert _summed(store) == GOOD_METRICS
+    assert any("its path is not UTF-8" in str(warning.message) for warning in caught)
+
+    checked = subprocess.run(["lakestore", "check", "-s", uri], capture_output=True, timeout=120)
+    assert checked.returncode == 1
+    listed = checked.stdout.decode("utf-8", "surrogateescape")
+    assert f"{folder}: it is a folder named like a Parquet file" in listed
+    assert "its path is not UTF-8, which no engine reads" in listed
+    assert "2 file(s) to move out of the store" in checked.stderr.decode()

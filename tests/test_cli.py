@@ -83,8 +83,9 @@ def test_compare_and_diff(store) -> None:
 
 def test_history_downsampled(store) -> None:
     uri, ids = store
-    rows = _csv(invoke("history", ids[0], "-m", "acc", "--points", "5", "-s", uri))
-    assert [int(row["step"]) for row in rows] == [3, 7, 11, 15, 19]
+    rows = _csv(invoke("history", ids[0], "-m", "acc", "--points", "10", "-s", uri))
+    # acc grows with the step: each of the 4 slices' lowest and highest are its ends
+    assert [int(row["step"]) for row in rows] == [0, 4, 5, 9, 10, 14, 15, 19]
 
 
 @pytest.mark.parametrize("batch_rows", [7, 1_000_000])

@@ -39,6 +39,7 @@ from lakestore.errors import (
     ParamConflictError,
     QueryError,
     RunNotFoundError,
+    StoreError,
 )
 from lakestore_cli.main import app
 from tests.conftest import fresh_store_uri
@@ -441,6 +442,7 @@ REJECTED_METRIC_VALUES = [
     b"1",
     "nan",
     10**400,  # an integer beyond float64
+    decimal.Decimal("1e400"),  # as 10**400: a finite number no float64 holds
     [1.0],
     (1.0,),
     np.array([2.5]),
@@ -505,20 +507,56 @@ def test_numpy_complex_values_are_refused(tmp_path: Path, value: Any) -> None:
         (decimal.Decimal(3), "step Decimal('3') is not an integer"),
         (np.uint64(2**63), "step np.uint64(9223372036854775808) is not an integer"),
         (-(2**63) - 1, "step -9223372036854775809 is not an integer in the int64 range"),
+        (True, "step True is not an integer"),  # a bool is an int to Python, not a step
     ],
 )
 def test_steps_that_are_not_int64_are_refused(tmp_path: Path, step: Any, message: str) -> None:
     uri = str(tmp_path)
     with lakestore.start_run(store=uri) as run:
         run.log_metric("loss", 1.0, step=np.int64(-(2**63)))
-        run.log_metric("loss", 2.0, step=True)  # a bool is an int: step 1
         with _raises(InvalidValueError, f"metric 'loss': {message}"):
             run.log_metric("loss", 9.0, step=step)
         with _raises(InvalidValueError, f"metric 'a': {message}"):
             run.log_metrics({"a": 9.0, "b": 9.0}, step=step)
+        run.log_metric("loss", 2.0, step=1)
     assert _metric_rows(uri) == _sorted(
         [("default", "loss", 1.0, -(2**63)), ("default", "loss", 2.0, 1)]
     )
+
+
+@pytest.mark.parametrize("timestamp", [1_700_000_000, 1.7e9, 10**9, 4_000_000_000])
+def test_timestamps_in_seconds_are_refused(tmp_path: Path, timestamp: float) -> None:
+    with lakestore.start_run(store=str(tmp_path)) as run:
+        with _raises(InvalidValueError, f"timestamp {timestamp!r} would be in 197"):
+            run.log_metric("loss", 1.0, timestamp=timestamp)
+        with _raises(InvalidValueError, "looks like seconds since the epoch"):
+            run.log_metrics({"loss": 1.0}, timestamp=timestamp)
+        run.log_metric("loss", 2.0, timestamp=timestamp * 1000)
+        run.log_metric("loss", 3.0, timestamp=0)  # the epoch itself, as a replay may log
+    assert [row[2] for row in _metric_rows(str(tmp_path))] == [2.0, 3.0]
+
+
+def test_a_store_that_cannot_be_written_says_so(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    with _raises(StoreError, "cannot write to store"):
+        lakestore.start_run(store=str(tmp_path / "a-file" / "store"))
+
+
+@pytest.mark.parametrize("max_results", ["5", 2.5, True, -1])
+def test_search_refuses_a_max_results_that_is_no_count(tmp_path: Path, max_results: Any) -> None:
+    with lakestore.start_run(store=str(tmp_path)):
+        pass
+    message = f"max_results must be a whole number >= 0 (or None: every run), got {max_results!r}"
+    with lakestore.connect(str(tmp_path)) as store, _raises(QueryError, message):
+        store.search_runs(max_results=max_results)
+
+
+def test_a_number_beyond_int64_in_a_filter_compares_as_a_double(tmp_path: Path) -> None:
+    with lakestore.start_run(store=str(tmp_path)) as run:
+        run.log_metric("big", 1e40)
+    with lakestore.connect(str(tmp_path)) as store:
+        assert len(store.search_runs("metrics.big > 1234567890123456789012345678901234567890")) == 1
+        assert len(store.search_runs("metrics.big > 9999999999999999999999999999999999999999")) == 0
 
 
 def _series_accepted() -> list[tuple[Any, list[Any]]]:

@@ -124,6 +124,9 @@ def test_read_only_reads_files_outside_the_store_and_a_sandbox_does_not(
         assert f"a sandbox reads only the store's files, under {root}/" in str(refused.value)
         inbox = f"{root}/experiments/*/inbox/*/*.parquet"
         assert store.sql(f"SELECT count(*) > 0 FROM glob('{inbox}')").fetchall() == [(True,)]
+        # Nothing but the store: not DuckDB's spill folder either, where others' files lie.
+        allowed = store.sql("SELECT current_setting('allowed_directories')").fetchall()
+        assert allowed == [([root.rstrip("/") + "/"],)]
 
 
 def _outcome(store: lakestore.Store, query: str) -> list[tuple[object, ...]] | str:

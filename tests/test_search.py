@@ -7,6 +7,7 @@ import math
 import pytest
 
 import lakestore
+from lakestore.errors import QueryError
 from lakestore.search import FilterError
 from tests.conftest import S3_CREDENTIALS, fresh_store_uri, make_bucket
 
@@ -159,17 +160,28 @@ def test_compare_puts_runs_side_by_side(sweep) -> None:
 
 def test_metric_history_full_and_downsampled(tmp_path) -> None:
     uri = str(tmp_path)
+    values = [1.0 / (step + 1) for step in range(1000)]
+    values[517], values[250] = 50.0, -50.0  # a spike and a dip a plot must show
     with lakestore.start_run(store=uri) as run:
-        run.log_metric_series("loss", [float(step) for step in range(1000)])
+        run.log_metric_series("loss", values)
         run.log_metric("acc", 1.0)
     with lakestore.connect(uri) as store:
         full = store.metric_history(run.run_id, "loss").select("step").fetchall()
         assert [row[0] for row in full] == list(range(1000))
-        sampled = store.metric_history([run.run_id], ["loss"], points=10)
-        steps = [row[0] for row in sampled.select("step").fetchall()]
-        assert len(steps) == 10
-        assert steps[-1] == 999
+
+        def sampled(points: int) -> list[int]:
+            history = store.metric_history([run.run_id], ["loss"], points=points)
+            return [row[0] for row in history.select("step").fetchall()]
+
+        steps = sampled(10)
+        assert len(steps) <= 10
+        assert {0, 250, 517, 999} <= set(steps)  # both ends, and the extremes
         assert steps == sorted(steps)
+        assert sampled(1) == [999]
+        assert sampled(2) == sampled(3) == [0, 999]
+        assert sampled(1000) == sampled(5000) == list(range(1000))
+        with pytest.raises(QueryError, match="points must be a whole number >= 1, got 0"):
+            sampled(0)
         assert {row[0] for row in store.metric_history(run.run_id).select("key").fetchall()} == {
             "acc", "loss"
         }  # fmt: skip
@@ -283,3 +295,20 @@ def test_a_query_listed_before_a_merge_deleted_its_files_reads_the_new_part(
         assert store.sql("SELECT count(*) FROM runs").fetchall() == [(3,)]
         assert lakestore.compact(uri, grace=0) > 0  # deletes every inbox file listed
         assert store.arrow("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 3}]
+
+
+def test_a_filter_of_many_keys_is_answered_and_one_of_too_many_refused(tmp_path) -> None:
+    uri = str(tmp_path)
+    for shift in range(3):
+        with lakestore.start_run(store=uri, run_name=f"run-{shift}") as run:
+            run.log_metrics({f"m{key}": key + shift for key in range(200)})
+            run.log_params({f"p{key}": key * shift for key in range(50)})
+    many = " and ".join(f"metrics.m{key} >= {key + 1}" for key in range(200))
+    many += " and " + " and ".join(f"params.p{key} = {key}" for key in range(1, 50))
+    with lakestore.connect(uri) as store:
+        assert [row[0] for row in store.search_runs(many).select("run_name").fetchall()] == [
+            "run-1"
+        ]
+        too_many = " and ".join(f"metrics.m{key % 200} >= 0" for key in range(300))
+        with pytest.raises(FilterError, match="at most 256 params, metrics and tags"):
+            store.search_runs(too_many)
