@@ -29,9 +29,10 @@ from lakestore.errors import (
     RunAlreadyActiveError,
     RunNotFoundError,
 )
+from lakestore.format import arrow_column
 from lakestore.storage import Storage
 from lakestore.stores import open_for_writing
-from lakestore.writer import RunWriter, WriterOptions, arrow_column, metric_table
+from lakestore.writer import RunWriter, WriterOptions, metric_table
 
 if TYPE_CHECKING:
     import pyarrow as pa

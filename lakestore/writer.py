@@ -25,13 +25,14 @@ import numbers
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor  # imported now: not at interpreter exit
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar
 
 from lakestore import format, layout, merge
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
+from lakestore.format import arrow_column
 from lakestore.spool import Spool
 from lakestore.storage import Staged, write_bytes
 
@@ -593,7 +594,10 @@ class RunWriter:
         The final flush is tried again after each of CLOSE_RETRY_DELAYS; if it still fails,
         FlushError is raised and the rows stay buffered: flush() retries them.
         """
-        self._stop_thread()
+        # Not joined: it writes nothing once closed, and a flush it is in holds the flush
+        # lock the final flush takes. Joining would wait for it to get the GIL, which a
+        # merge thread may hold for milliseconds.
+        self._stop_thread(wait=False)
         for delay in CLOSE_RETRY_DELAYS:
             try:
                 self.flush()
@@ -627,13 +631,14 @@ class RunWriter:
         self._stop_thread()
         self._drop_buffers()
 
-    def _stop_thread(self) -> None:
-        """Close the writer to logging and wait for the background flush to finish."""
+    def _stop_thread(self, *, wait: bool = True) -> None:
+        """Close the writer to logging and stop the background flush (``wait``: until it
+        has finished)."""
         with self._lock:
             self._closed = True
             self._room.notify_all()
         self._wake.set()
-        if self._thread is not threading.current_thread():
+        if wait and self._thread is not threading.current_thread():
             self._thread.join()
 
     def _drop_buffers(self) -> None:
@@ -865,49 +870,6 @@ def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
         [arrow_column(column, field.type) for column, field in zip(columns, schema, strict=True)],
         schema=schema,
     )
-
-
-def arrow_column(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
-    """``values`` (str, float or int microseconds, or None) as an Arrow array of ``arrow_type``.
-
-    Built from buffers, because ``pa.array`` on Python objects imports pandas whenever it is
-    installed: about 200 ms on a run's first flush in a typical ML environment.
-    """
-    import pyarrow as pa
-
-    validity = _validity(values)
-    if pa.types.is_string(arrow_type):
-        encoded = [b"" if value is None else value.encode("utf-8") for value in values]
-        offsets = array.array("i", [0])
-        end = 0
-        for item in encoded:
-            end += len(item)
-            offsets.append(end)
-        if end >= 2**31:  # past 32-bit offsets: let pyarrow choose
-            return pa.array(values, type=arrow_type)
-        buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-        return pa.Array.from_buffers(arrow_type, len(values), buffers)
-    if pa.types.is_floating(arrow_type):
-        numbers = array.array("d", [0.0 if value is None else value for value in values])
-    elif pa.types.is_timestamp(arrow_type):
-        numbers = array.array("q", [0 if value is None else value for value in values])
-    else:
-        return pa.array(values, type=arrow_type)
-    return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(numbers)])
-
-
-def _validity(values: Sequence[Any]) -> pa.Buffer | None:
-    """Arrow's validity bitmap of ``values`` (a bit set for each non-None), or None if none
-    is None."""
-    import pyarrow as pa
-
-    if all(value is not None for value in values):
-        return None
-    bits = bytearray((len(values) + 7) // 8)
-    for index, value in enumerate(values):
-        if value is not None:
-            bits[index >> 3] |= 1 << (index & 7)
-    return pa.py_buffer(bytes(bits))
 
 
 def _write_parquet(table: pa.Table, destination: str | BinaryIO) -> None:

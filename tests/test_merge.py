@@ -52,7 +52,8 @@ def _file_gone(error: Exception) -> bool:
     its own way: DuckDB passes on the fsspec error as text)."""
     text = str(error)
     return isinstance(error, FileNotFoundError) or any(
-        words in text for words in ("No such file", "FileNotFoundError", "not found", "NotFound")
+        words in text
+        for words in ("No such file", "FileNotFoundError", "not found", "NotFound", "NO_SUCH_KEY")
     )
 
 
