@@ -333,6 +333,9 @@ class Store:
                 for (body,) in self.connection.execute(
                     "SELECT sql FROM duckdb_views() WHERE lower(view_name) = $1", [name]
                 ).fetchall():
+                    # Its SQL is "CREATE VIEW name AS <select>": the parser takes only the
+                    # select; a name holding " AS " fails to parse, and then every source
+                    # counts as read.
                     pending += self._tables_named(body.split(" AS ", 1)[-1])
         return found
 
