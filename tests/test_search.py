@@ -312,3 +312,18 @@ def test_a_filter_of_many_keys_is_answered_and_one_of_too_many_refused(tmp_path)
         too_many = " and ".join(f"metrics.m{key % 200} >= 0" for key in range(300))
         with pytest.raises(FilterError, match="at most 256 params, metrics and tags"):
             store.search_runs(too_many)
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_view_of_the_users_reads_the_files_of_the_tables_it_names(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    # A query reads only the tables it leads to, through lakestore's views and the user's.
+    uri = fresh_store_uri(backend, request)
+    with lakestore.start_run(store=uri) as run:
+        run.log_metric("acc", 0.5)
+    with lakestore.connect(uri) as store:
+        store.sql("CREATE VIEW accuracy AS SELECT run_id, value FROM metrics WHERE key = 'acc'")
+        store.sql('CREATE VIEW "x AS y" AS SELECT count(*) AS n FROM accuracy')
+        assert store.sql("SELECT * FROM accuracy").fetchall() == [(run.run_id, 0.5)]
+        assert store.sql('SELECT n FROM "x AS y"').fetchall() == [(1,)]
