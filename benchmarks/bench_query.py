@@ -127,7 +127,8 @@ def count_files(store: str) -> tuple[int, int]:
     from lakestore.storage import open_storage
 
     found = layout.list_experiments(open_storage(store)).values()
-    return sum(len(f.sizes) for f in found), sum(len(f.unmerged()) for f in found)
+    files = sum(len(f.inbox) + len(f.parts) + len(f.snapshots) for f in found)
+    return files, sum(len(f.unmerged()) for f in found)
 
 
 def whole_process_seconds(command: list[str], env: dict[str, str]) -> float:

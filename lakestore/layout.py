@@ -7,6 +7,7 @@ implements. Under the store root::
     experiments/<e>/inbox/<table>/<run>.<writer>-<seq>.parquet   files as writers flush them
     experiments/<e>/parts/<table>/<generation>-<32 hex>.parquet  files merges write
     experiments/<e>/snapshots/<generation>.parquet               which parts are live
+    experiments/<e>/leases/<generation>.lease                    a merge under way
 
 An experiment's *snapshot* with the greatest generation names its live parts and, for
 each writer, the sequence number through which that writer's inbox files are merged into
@@ -34,15 +35,22 @@ EXPERIMENTS = "experiments"
 INBOX = "inbox"
 PARTS = "parts"
 SNAPSHOTS = "snapshots"
+LEASES = "leases"
 
 PART_TABLES = (*format.TABLES, format.SUMMARIES)
 """The tables that have parts: the four logged tables and the metric summaries."""
 
-_INBOX_FILE = re.compile(
+_PATH = re.compile(
+    rf"(?P<folder>{EXPERIMENTS}/[^/]+)/(?:"
+    rf"{INBOX}/(?P<table>{'|'.join(format.TABLES)})/"
     r"(?P<run>[A-Za-z0-9_-]{1,64})\.(?P<writer>[0-9a-f]{32})-(?P<seq>[0-9]{6,})\.parquet"
+    rf"|{PARTS}/(?P<part_table>{'|'.join(PART_TABLES)})/"
+    r"(?P<generation>[0-9]{10,})-[0-9a-f]{32}\.parquet"
+    rf"|{SNAPSHOTS}/(?P<snapshot>[0-9]{{10,}})\.parquet"
+    rf"|{LEASES}/(?P<lease>[0-9]{{10,}})\.lease)"
 )
-_PART_FILE = re.compile(r"(?P<generation>[0-9]{10,})-[0-9a-f]{32}\.parquet")
-_SNAPSHOT_FILE = re.compile(r"(?P<generation>[0-9]{10,})\.parquet")
+"""The paths of a store's files: ``experiments/<e>/`` then an inbox file, a part, a
+snapshot or a lease."""
 
 
 def experiment_folder(experiment: str) -> str:
@@ -66,11 +74,17 @@ def snapshot_path(folder: str, generation: int) -> str:
     return f"{folder}/{SNAPSHOTS}/{generation:010d}.parquet"
 
 
+def lease_path(folder: str, generation: int) -> str:
+    """The lease a merge to ``generation`` of the experiment in ``folder`` takes, so that
+    other writers leave that merge to it (lakestore.merge)."""
+    return f"{folder}/{LEASES}/{generation:010d}.lease"
+
+
 class Entry(NamedTuple):
     """What a path says of its file."""
 
     kind: str
-    """``"inbox"``, ``"part"`` or ``"snapshot"``."""
+    """``"inbox"``, ``"part"``, ``"snapshot"`` or ``"lease"``."""
     folder: str
     """The experiment's folder, ``experiments/<e>``."""
     table: str | None = None
@@ -82,25 +96,17 @@ class Entry(NamedTuple):
 
 def parse(path: str) -> Entry | None:
     """What ``path`` (relative to the root) is, or None if it is not a lakestore file."""
-    segments = path.split("/")
-    if len(segments) < 4 or segments[0] != EXPERIMENTS or not _is_utf8(path):
+    match = _PATH.fullmatch(path)
+    if match is None or not _is_utf8(path):
         return None
-    folder = "/".join(segments[:2])
-    if len(segments) == 4 and segments[2] == SNAPSHOTS:
-        match = _SNAPSHOT_FILE.fullmatch(segments[3])
-        if match:
-            return Entry("snapshot", folder, generation=int(match["generation"]))
-    if len(segments) == 5 and segments[2] == INBOX and segments[3] in format.TABLES:
-        match = _INBOX_FILE.fullmatch(segments[4])
-        if match:
-            return Entry(
-                "inbox", folder, segments[3], match["run"], match["writer"], int(match["seq"])
-            )
-    if len(segments) == 5 and segments[2] == PARTS and segments[3] in PART_TABLES:
-        match = _PART_FILE.fullmatch(segments[4])
-        if match:
-            return Entry("part", folder, segments[3], generation=int(match["generation"]))
-    return None
+    folder, table = match["folder"], match["table"]
+    if table is not None:
+        return Entry("inbox", folder, table, match["run"], match["writer"], int(match["seq"]))
+    if match["part_table"] is not None:
+        return Entry("part", folder, match["part_table"], generation=int(match["generation"]))
+    if match["snapshot"] is not None:
+        return Entry("snapshot", folder, generation=int(match["snapshot"]))
+    return Entry("lease", folder, generation=int(match["lease"]))
 
 
 def table_of(path: str) -> str:
@@ -173,6 +179,10 @@ class Snapshot:
         """The paths of the live parts of ``table``."""
         return [part.path for part in self.parts.get(table, [])]
 
+    def all_parts(self) -> list[str]:
+        """The paths of the live parts of every table."""
+        return [part.path for parts in self.parts.values() for part in parts]
+
 
 @dataclass
 class ExperimentFiles:
@@ -182,9 +192,12 @@ class ExperimentFiles:
     snapshot: Snapshot | None = None
     snapshot_file: str | None = None
     snapshots: dict[str, FileInfo] = field(default_factory=dict)
+    leases: dict[str, FileInfo] = field(default_factory=dict)
     inbox: dict[str, Entry] = field(default_factory=dict)
     parts: dict[str, Entry] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
+    """Bytes of each file readers or merges may use: unmerged inbox files, live parts and
+    snapshots (a file deleted since the listing is missing)."""
 
     def merged_through(self, writer: str) -> int:
         """The sequence number through which ``writer``'s inbox files are merged."""
@@ -215,19 +228,27 @@ def list_experiments(storage: Storage, folder: str | None = None) -> dict[str, E
 
     prefix = EXPERIMENTS if folder is None else folder
     experiments: dict[str, ExperimentFiles] = {}
-    for path, info in sorted(storage.list_files(prefix).items()):
+    listed = storage.list_names(prefix)
+    timed: list[tuple[str, str]] = []  # (path, kind) of snapshots and leases
+    for path in sorted(listed):
         entry = parse(path)
         if entry is None:
             files.skip(storage, path, not_lakestore_reason(path))
             continue
         found = experiments.setdefault(entry.folder, ExperimentFiles(entry.folder))
-        found.sizes[path] = info.size
-        if entry.kind == "snapshot":
-            found.snapshots[path] = info
-        elif entry.kind == "inbox":
+        if entry.kind == "inbox":
             found.inbox[path] = entry
-        else:
+        elif entry.kind == "part":
             found.parts[path] = entry
+        else:
+            timed.append((path, entry.kind))
+    # Sizes and times cost a stat a file in a local folder: read only those of the files
+    # that readers and merges may use (not of those waiting to be deleted).
+    infos = _infos(storage, listed, [path for path, _ in timed])
+    for path, kind in timed:
+        if path in infos:
+            found = experiments[path.rsplit("/", 2)[0]]
+            (found.snapshots if kind == "snapshot" else found.leases)[path] = infos[path]
     newest = {folder: _by_generation(found.snapshots) for folder, found in experiments.items()}
     contents = storage.get_many([paths[0] for paths in newest.values() if paths])
     for folder, found in experiments.items():
@@ -238,7 +259,32 @@ def list_experiments(storage: Storage, folder: str | None = None) -> dict[str, E
             if snapshot is not None:
                 found.snapshot, found.snapshot_file = snapshot, path
                 break
+    sized = [
+        path
+        for found in experiments.values()
+        for path in [*found.unmerged(), *(found.snapshot.all_parts() if found.snapshot else [])]
+    ]
+    infos = _infos(storage, listed, sized)
+    for found in experiments.values():
+        found.sizes = {path: infos[path].size for path in found.unmerged() if path in infos}
+        if found.snapshot is not None:
+            found.sizes.update(
+                (path, infos[path].size) for path in found.snapshot.all_parts() if path in infos
+            )
+        found.sizes.update((path, info.size) for path, info in found.snapshots.items())
     return experiments
+
+
+def _infos(
+    storage: Storage, listed: dict[str, FileInfo | None], paths: list[str]
+) -> dict[str, FileInfo]:
+    """The size and time of each file of ``paths`` still there: from the listing when it
+    told them, else read now."""
+    infos = {path: info for path in paths if (info := listed.get(path)) is not None}
+    missing = [path for path in paths if path not in infos]
+    if missing:
+        infos.update(storage.file_infos(missing))
+    return infos
 
 
 def _is_utf8(path: str) -> bool:

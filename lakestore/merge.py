@@ -10,10 +10,13 @@ what they wrote. Readers follow the newest snapshot (lakestore.layout), so they 
 row exactly once before, during and after a merge, and a merge killed at any point
 leaves only files that no snapshot names.
 
-Writers merge on their own (:func:`request`): when a run starts or ends, a background
-thread lists the experiment and merges once enough inbox files wait. Files that a
-snapshot no longer needs are deleted once that snapshot is ``grace`` seconds old, so
-that a reader that listed the files just before still finds them.
+Writers merge on their own (:func:`request`): as they write, a background thread lists
+the experiment and merges once enough inbox files wait, and a process that exits
+normally merges what waits in the experiments it wrote to (:func:`merge_at_exit`). Of
+the writers that find files waiting, the one that creates the lease of the next
+generation merges, and the others leave it to that one. Files that a snapshot no longer
+needs are deleted once that snapshot is ``grace`` seconds old, so that a reader that
+listed the files just before still finds them.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ MERGE_AFTER_FILES = 64
 BATCH_BYTES = 256 * 1024 * 1024
 """Bytes of inbox files one merge reads at most; the rest waits for the next merge."""
 
-SMALL_PART_ROWS = 1024 * 1024
-"""Parts with fewer rows are merged again by every merge of their experiment."""
+SMALL_PART_ROWS = 64 * 1024
+"""Parts with fewer rows are merged again by every merge of their experiment; larger
+ones are merged by size (FAN_IN), so that a merge costs about what it adds."""
 
 FAN_IN = 8
 """Parts of a similar size that are merged into one once this many exist."""
@@ -58,8 +62,16 @@ DEFAULT_GRACE = 60.0
 """Seconds a snapshot must be old before the files it no longer needs go."""
 
 EXIT_WAIT = 10.0
-"""Seconds the interpreter's exit waits for a merge under way; a merge still running
-then is abandoned, which leaves nothing a reader sees."""
+"""Seconds the interpreter's exit waits for merges; a merge still running then is
+abandoned, which leaves nothing a reader sees."""
+
+MERGE_AT_EXIT_FILES = 16
+"""Unmerged inbox files in an experiment that make a process exiting normally merge it,
+if it wrote to it."""
+
+LEASE_SECONDS = 120.0
+"""How long other writers leave a merge to the writer that took its lease. A lease older
+than that belongs to a merge that died (or is very slow), and is ignored."""
 
 SORT_KEYS = {
     "metrics": ["run", "key", "step", "timestamp", "value"],
@@ -106,14 +118,16 @@ def merge_experiment(
     *,
     min_files: int | None = None,
     grace: float = DEFAULT_GRACE,
+    lease: bool = True,
 ) -> Outcome:
     """Merge the experiment in ``folder`` if at least ``min_files`` (default
     MERGE_AFTER_FILES) inbox files wait, then delete what no snapshot of the last ``grace``
     seconds needs. With ``min_files=0``, merge every waiting file now.
 
-    Safe while writers write, readers read and other merges run, in this process or
-    others: a merge that loses the race for its generation discards its parts and tries
-    again on the new snapshot.
+    With ``lease``, leave the merge to another writer that holds the lease of the next
+    generation (see _take_lease). Safe while writers write, readers read and other merges
+    run, in this process or others: a merge that loses the race for its generation
+    discards its parts and tries again on the new snapshot.
     """
     if min_files is None:
         min_files = MERGE_AFTER_FILES
@@ -131,7 +145,15 @@ def merge_experiment(
         batch, capped = _batch(storage, found)
         if len(batch) < max(min_files, 1):
             break
-        published = _merge(storage, found, batch)
+        taken = _take_lease(storage, found) if lease else None
+        if taken is False:
+            break  # another writer merges this generation
+        published = None
+        try:
+            published = _merge(storage, found, batch)
+        finally:
+            if published is None and isinstance(taken, str):
+                storage.delete(taken)  # the next writer that looks merges at once
         if published is None:
             failures += 1  # another merge published first: look again
             if failures == _COMMIT_ATTEMPTS:
@@ -145,6 +167,25 @@ def merge_experiment(
         found = layout.list_experiments(storage, folder).get(folder, ExperimentFiles(folder))
         deleted += collect_garbage(storage, found, grace)
     return Outcome(merged_files, generation, deleted)
+
+
+def _take_lease(storage: Storage, found: ExperimentFiles) -> str | bool:
+    """Whether this process should merge the experiment to its next generation: the
+    lease's path if it created that generation's lease, True if the lease there is over
+    LEASE_SECONDS old, False if another writer holds it.
+
+    A lease only saves work: when thousands of writers find files waiting at once, one
+    merges and the others do not read, write and discard the same files. Which merge
+    publishes is still decided by the snapshot's exclusive creation alone.
+    """
+    generation = (found.snapshot.generation if found.snapshot else 0) + 1
+    path = layout.lease_path(found.folder, generation)
+    held = found.leases.get(path)
+    if held is not None and time.time() - held.modified < LEASE_SECONDS:
+        return False
+    if storage.put_if_absent(path, b""):
+        return path
+    return held is not None
 
 
 def _newest_snapshot_readable(found: ExperimentFiles) -> bool:
@@ -408,10 +449,14 @@ def collect_garbage(storage: Storage, found: ExperimentFiles, grace: float) -> i
     snapshots go. Parts of a later generation belong to newer snapshots, or to merges
     still under way, and stay.
     """
+    # Leases of generations that exist are done with; no reader reads leases.
+    newest = found.snapshot.generation if found.snapshot else 0
+    leases = [path for path in found.leases if layout.parse(path).generation <= newest]  # type: ignore[union-attr]
+    storage.delete_many(leases)
     now = time.time()
     old = [path for path, info in found.snapshots.items() if now - info.modified >= grace]
     if not old:
-        return 0
+        return len(leases)
     path = max(old, key=lambda older: layout.parse(older).generation)  # type: ignore[union-attr]
     snapshot = (
         found.snapshot
@@ -419,7 +464,7 @@ def collect_garbage(storage: Storage, found: ExperimentFiles, grace: float) -> i
         else layout.read_snapshot(storage, path, storage.get(path))
     )
     if snapshot is None:
-        return 0
+        return len(leases)
     live = {part.path for parts in snapshot.parts.values() for part in parts}
     doomed = [
         inbox
@@ -437,7 +482,7 @@ def collect_garbage(storage: Storage, found: ExperimentFiles, grace: float) -> i
         if layout.parse(older).generation < snapshot.generation  # type: ignore[union-attr]
     ]
     storage.delete_many(doomed)
-    return len(doomed)
+    return len(leases) + len(doomed)
 
 
 # -- merging in the background, as writers write ------------------------------------------
@@ -447,8 +492,11 @@ CHECK_EVERY_FILES = 16
 
 _lock = threading.Lock()
 _running: dict[tuple[str, str], threading.Thread] = {}
-_again: set[tuple[str, str]] = set()
+_again: dict[tuple[str, str], int] = {}
+"""Experiments to look at again when their merge under way ends, with the files that
+must wait for that look to merge."""
 _written: dict[tuple[str, str], int] = {}
+_storages: dict[tuple[str, str], Storage] = {}
 
 
 def request(storage: Storage, experiment: str, written: int) -> None:
@@ -461,15 +509,23 @@ def request(storage: Storage, experiment: str, written: int) -> None:
     with _lock:
         first = key not in _written
         _written[key] = _written.get(key, 0) + written
+        _storages[key] = storage
         if not first and _written[key] < CHECK_EVERY_FILES:
             return
         _written[key] = 0
+    _look(key, MERGE_AFTER_FILES)
+
+
+def _look(key: tuple[str, str], min_files: int) -> None:
+    """Merge the experiment of ``key`` on a background thread if ``min_files`` wait, or
+    once its merge under way ends."""
+    with _lock:
         if key in _running:
-            _again.add(key)
+            _again[key] = min(min_files, _again.get(key, min_files))
             return
         thread = threading.Thread(
             target=_merge_in_background,
-            args=(storage, folder, key),
+            args=(_storages[key], key, min_files),
             name="lakestore-merge",
             daemon=True,
         )
@@ -481,17 +537,18 @@ def request(storage: Storage, experiment: str, written: int) -> None:
             del _running[key]
 
 
-def _merge_in_background(storage: Storage, folder: str, key: tuple[str, str]) -> None:
+def _merge_in_background(storage: Storage, key: tuple[str, str], min_files: int) -> None:
+    folder = key[1]
     while True:
         try:
-            merge_experiment(storage, folder)
+            merge_experiment(storage, folder, min_files=min_files)
         except Exception as error:  # reported, never raised into the training thread
             logger.warning("lakestore could not merge %s: %s", storage.path(folder), error)
         with _lock:
             if key not in _again:
                 del _running[key]
                 return
-            _again.discard(key)
+            min_files = _again.pop(key)
 
 
 def wait_for_merges(timeout: float = EXIT_WAIT) -> None:
@@ -508,6 +565,31 @@ def wait_for_merges(timeout: float = EXIT_WAIT) -> None:
             return
 
 
+def merge_at_exit(timeout: float = EXIT_WAIT) -> None:
+    """For a process that exits normally: merge each experiment it wrote to where
+    MERGE_AT_EXIT_FILES inbox files wait, so that a sweep of processes leaves few files
+    for readers, and wait for its merges, at most ``timeout`` seconds in all."""
+    with _lock:
+        keys = list(_written)
+    for key in keys:
+        _look(key, MERGE_AT_EXIT_FILES)
+    wait_for_merges(timeout)
+
+
+def reset() -> None:
+    """Wait for this process's merges under way, then forget the experiments it wrote to,
+    so that its exit merges none of them: for tests and notebooks that start over."""
+    while True:
+        with _lock:
+            threads = list(_running.values())
+            if not threads:
+                _written.clear()
+                _storages.clear()
+                return
+        for thread in threads:
+            thread.join()
+
+
 def _forget_after_fork() -> None:
     """In a forked child the parent's merge threads do not exist."""
     global _lock
@@ -515,6 +597,7 @@ def _forget_after_fork() -> None:
     _running.clear()
     _again.clear()
     _written.clear()
+    _storages.clear()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -536,7 +619,8 @@ def compact(
         folders = sorted(layout.list_experiments(storage))
     merged = 0
     for done, folder in enumerate(folders, start=1):
-        merged += merge_experiment(storage, folder, min_files=0, grace=grace).merged_files
+        outcome = merge_experiment(storage, folder, min_files=0, grace=grace, lease=False)
+        merged += outcome.merged_files
         if progress is not None:
             progress(done, len(folders))
     return merged

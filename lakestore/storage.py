@@ -32,7 +32,6 @@ DEFAULT_URI = "lakestore-data"
 
 Not ./lakestore, which in a checkout of this project is the package itself."""
 
-_PARQUET_MAGIC = b"PAR1"
 
 TEMPORARY_PREFIX = "."
 """Local files being written start with this and end in ``.tmp``: readers skip them."""
@@ -145,6 +144,20 @@ class Storage(ABC):
         one listing (an object store pages through it, a thousand names a request).
         Files being written (local temporary files) are left out."""
 
+    def list_names(self, prefix: str) -> dict[str, FileInfo | None]:
+        """Every file under the folder ``prefix``, as :meth:`list_files` finds them, with
+        what the listing tells of each for free: an object store's listing gives sizes and
+        times; a local folder's would cost a ``stat`` a file, most of the cost of listing
+        thousands of files, so there the value is None (:meth:`file_infos` reads it)."""
+        return dict(self.list_files(prefix))
+
+    def file_infos(self, paths: list[str]) -> dict[str, FileInfo]:
+        """The size and time of each file of ``paths`` that exists."""
+        listed: dict[str, FileInfo] = {}
+        for folder in {path.rsplit("/", 1)[0] for path in paths}:
+            listed.update(self.list_files(folder))
+        return {path: listed[path] for path in paths if path in listed}
+
     def get_many(self, paths: list[str]) -> dict[str, bytes | None]:
         """The contents of ``paths`` (None for a file that does not exist), fetched
         concurrently where the backend can."""
@@ -153,13 +166,6 @@ class Storage(ABC):
     @abstractmethod
     def open_read(self, relative: str) -> BinaryIO:
         """``relative`` opened for reading, seekable (Parquet readers read the footer first)."""
-
-    def has_parquet_ends(self, relative: str) -> bool:
-        """False if ``relative`` is surely not a whole Parquet file: its first or last four
-        bytes are not ``PAR1`` (a copy cut short, garbage bytes, a CSV file). Object stores
-        answer True without reading: there a read costs a request per file, and a file is
-        one PUT, never partial; readers find a bad object when they fail on it."""
-        return True
 
     @abstractmethod
     def delete(self, relative: str) -> None:
@@ -249,32 +255,28 @@ class LocalStorage(Storage):
         return sorted(path[start:] for path in glob.glob(glob.escape(self.url) + "/" + pattern))
 
     def list_files(self, prefix: str) -> dict[str, FileInfo]:
-        found: dict[str, FileInfo] = {}
+        return self.file_infos(list(self.list_names(prefix)))
+
+    def list_names(self, prefix: str) -> dict[str, FileInfo | None]:
+        found: dict[str, FileInfo | None] = {}
         start = len(self.url) + 1
         for folder, _, names in os.walk(self.path(prefix)):
+            relative = folder[start:]
             for name in names:
-                if name.startswith(TEMPORARY_PREFIX):
-                    continue
-                path = os.path.join(folder, name)
-                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
-                    status = os.stat(path)
-                    found[path[start:]] = FileInfo(status.st_size, status.st_mtime)
+                if not name.startswith(TEMPORARY_PREFIX):
+                    found[f"{relative}/{name}"] = None
         return found
+
+    def file_infos(self, paths: list[str]) -> dict[str, FileInfo]:
+        infos: dict[str, FileInfo] = {}
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                status = os.stat(self.path(path))
+                infos[path] = FileInfo(status.st_size, status.st_mtime)
+        return infos
 
     def open_read(self, relative: str) -> BinaryIO:
         return open(self.path(relative), "rb")
-
-    def has_parquet_ends(self, relative: str) -> bool:
-        descriptor = os.open(self.path(relative), os.O_RDONLY)
-        try:
-            size = os.fstat(descriptor).st_size
-            return (
-                size >= 12
-                and os.pread(descriptor, 4, 0) == _PARQUET_MAGIC
-                and os.pread(descriptor, 4, size - 4) == _PARQUET_MAGIC
-            )
-        finally:
-            os.close(descriptor)
 
     def remove_temporary(self, older_than: float) -> int:
         removed = 0

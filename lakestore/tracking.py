@@ -658,7 +658,7 @@ def _end_open_runs() -> None:
             run.end(status)
         except Exception as error:  # one run's store being down must not stop the others
             logger.error("lakestore could not end run %s at exit: %s", run.run_id, error)
-    merge.wait_for_merges()
+    merge.merge_at_exit()
 
 
 def _script_threads_running() -> bool:

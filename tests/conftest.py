@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lakestore import stores, tracking
+from lakestore import merge, stores, tracking
 
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "lakestore-test",
@@ -108,4 +108,5 @@ def _no_leftover_runs() -> Iterator[None]:
     while (run := tracking.active_run()) is not None:
         run.end("KILLED")
     stores.reset()
+    merge.reset()
     tracking._experiment = None

@@ -172,7 +172,9 @@ def test_of_merges_racing_for_a_generation_one_publishes(
 
     def merge_at_once() -> None:
         start.wait()
-        outcomes.append(merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600))
+        # Without leases, as compact merges: the snapshot's exclusive creation decides.
+        merged = merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600, lease=False)
+        outcomes.append(merged)
 
     threads = [threading.Thread(target=merge_at_once) for _ in range(4)]
     for thread in threads:
@@ -190,6 +192,61 @@ def test_of_merges_racing_for_a_generation_one_publishes(
         assert store.sql("SELECT sum(count) FROM metric_summary").fetchall() == [(500,)]
     for read in READERS.values():
         assert _exact_steps(read(uri, "metrics")) == 500
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_writer_leaves_a_merge_to_the_one_holding_its_lease(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = fresh_store_uri(backend, request)
+    _log_in_many_files(uri)
+    storage = open_storage(uri)
+    assert storage.put_if_absent(layout.lease_path(FOLDER, 1), b"")  # a merge under way
+
+    assert merge.merge_experiment(storage, FOLDER, min_files=1) == (0, 0, 0)
+    assert _snapshots(uri) == []
+    assert _files(uri, "parts") == []
+
+    # A lease past LEASE_SECONDS is that of a merge that died: the next writer merges.
+    monkeypatch.setattr(merge, "LEASE_SECONDS", 0.0)
+    assert merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600).generation == 1
+    # Once its generation exists, a lease goes with the next merge's clean-up.
+    assert merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600).deleted == 1
+    assert storage.glob("experiments/*/leases/*") == []
+    # A merge that takes the lease and publishes leaves it for that clean-up alone.
+    _log_in_many_files(uri)
+    assert merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600).generation == 2
+    assert storage.glob("experiments/*/leases/*") == [layout.lease_path(FOLDER, 2)]
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(1000,)]
+    assert lakestore.check(uri) == []
+
+
+@pytest.mark.parametrize(("runs", "merged"), [(2, False), (5, True)])
+def test_a_process_that_exits_normally_merges_what_waits(
+    tmp_path: Path, runs: int, merged: bool
+) -> None:
+    uri = str(tmp_path)
+    script = (
+        "import lakestore\n"
+        f"for index in range({runs}):\n"
+        f"    with lakestore.start_run(store={uri!r}, experiment='e') as run:\n"
+        "        run.log_param('index', index)\n"
+        "        run.log_metric('loss', float(index))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    found = layout.list_experiments(open_storage(uri))[FOLDER]
+    # Four files a run: fewer than MERGE_AFTER_FILES, so only the exit merged them.
+    assert len(found.inbox) == 4 * runs < merge.MERGE_AFTER_FILES
+    if merged:
+        assert 4 * runs >= merge.MERGE_AT_EXIT_FILES
+        assert found.snapshot is not None
+        assert found.unmerged() == []
+    else:
+        assert 4 * runs < merge.MERGE_AT_EXIT_FILES
+        assert found.snapshot is None
+    with lakestore.connect(uri) as store:
+        assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(runs,)]
 
 
 def test_a_later_merge_rewrites_the_small_part_with_new_files(tmp_path: Path) -> None:

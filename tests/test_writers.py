@@ -70,8 +70,7 @@ def test_each_row_names_its_writer_before_and_after_compaction(store_uri: str) -
 
     storage = open_storage(store_uri)
     [found] = layout.list_experiments(storage).values()
-    waiting = len(found.unmerged())
-    assert waiting >= 1
+    waiting = len(found.unmerged())  # the last rank to exit may have merged already
     assert lakestore.compact(store_uri, grace=0) == waiting
     with lakestore.connect(store_uri) as store:
         assert _per_writer(store) == before
