@@ -98,8 +98,9 @@ def problem(storage: Storage, path: str, *, deep: bool = False) -> str | None:
     """Why readers cannot read ``path`` as a file of its kind, or None if they can.
 
     Reads the footer; with ``deep``, every page too (for a file a reader failed on
-    although its footer is sound). Errors of the filesystem itself (a missing file, a
-    network failure) are raised, not taken for a bad file.
+    although its footer is sound). A file this process may not read is a bad file too
+    (another user's umask can make a shared store's files so). Errors of the filesystem
+    itself (a missing file, a network failure) are raised, not taken for a bad file.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -114,11 +115,34 @@ def problem(storage: Storage, path: str, *, deep: bool = False) -> str | None:
                 pass
     except pa.ArrowException as error:
         return f"it is not a readable Parquet file ({error})"
+    except PermissionError as error:
+        return _not_permitted(error)
     except OSError as error:
         if type(error) is not OSError:  # decoding errors are plain OSErrors
             raise
         return f"its data cannot be decoded ({error})"
     return None
+
+
+def _not_permitted(error: PermissionError) -> str:
+    return f"this process may not read it ({error.strerror or error}); ask its owner to chmod it"
+
+
+def read_files(storage: Storage, paths: list[str]) -> dict[str, bytes | None]:
+    """The contents of ``paths`` (None for a file gone), read at once where the store
+    can; a file this process may not read is skipped from now on, with a warning, and
+    left out."""
+    try:
+        return storage.get_many(paths)
+    except PermissionError:
+        pass
+    contents: dict[str, bytes | None] = {}
+    for path in paths:
+        try:
+            contents[path] = storage.get(path)
+        except PermissionError as error:
+            skip(storage, path, _not_permitted(error))
+    return contents
 
 
 def check(storage: Storage, path: str, *, deep: bool = False) -> bool:
@@ -174,7 +198,7 @@ def fetch_rows(storage: Storage, paths: list[str]) -> dict[str, pa.Table | None]
         if kept is not None:
             rows[path] = kept
     wanted = [path for path in paths if path not in rows and not skipped(storage, path)]
-    for path, data in storage.get_many(wanted).items():
+    for path, data in read_files(storage, wanted).items():
         table = read_rows(storage, path, data)
         if table is None and data is not None:
             continue  # unreadable: skipped from now on

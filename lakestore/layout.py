@@ -250,11 +250,11 @@ def list_experiments(storage: Storage, folder: str | None = None) -> dict[str, E
             found = experiments[path.rsplit("/", 2)[0]]
             (found.snapshots if kind == "snapshot" else found.leases)[path] = infos[path]
     newest = {folder: _by_generation(found.snapshots) for folder, found in experiments.items()}
-    contents = storage.get_many([paths[0] for paths in newest.values() if paths])
+    contents = files.read_files(storage, [paths[0] for paths in newest.values() if paths])
     for folder, found in experiments.items():
         candidates = newest[folder]
         for index, path in enumerate(candidates):
-            data = contents.get(path) if index == 0 else storage.get(path)
+            data = contents.get(path) if index == 0 else files.read_files(storage, [path]).get(path)
             snapshot = read_snapshot(storage, path, data)
             if snapshot is not None:
                 found.snapshot, found.snapshot_file = snapshot, path
@@ -384,9 +384,8 @@ def read_run(storage: Storage, experiment: str, table: str, run_id: str) -> pa.T
     found = list_experiments(storage, folder).get(folder, ExperimentFiles(folder))
     inbox = [path for path in found.unmerged(table) if found.inbox[path].run == run_id]
     parts = [] if found.snapshot is None else found.snapshot.live_parts(table)
-    tables = [
-        files.read_rows(storage, path, data) for path, data in storage.get_many(inbox).items()
-    ]
+    contents = files.read_files(storage, inbox)
+    tables = [files.read_rows(storage, path, data) for path, data in contents.items()]
     tables += [_read_run_rows(storage, path, run_id) for path in parts]
     read = [rows for rows in tables if rows is not None]
     return pa.concat_tables(read) if read else format.file_schema(table).empty_table()
@@ -406,7 +405,7 @@ def _read_run_rows(storage: Storage, path: str, run_id: str) -> pa.Table | None:
             rows = pq.read_table(file, filters=[("run", "=", run_id)])
         if schema_problem(rows.schema, schema) is None:
             return rows.select(schema.names).cast(schema)
-    except pa.ArrowException:
+    except (pa.ArrowException, PermissionError):
         pass
     except FileNotFoundError:
         return None

@@ -134,7 +134,8 @@ def merge_experiment(
     merged_files = generation = deleted = failures = 0
     while True:
         found = layout.list_experiments(storage, folder).get(folder, ExperimentFiles(folder))
-        deleted += collect_garbage(storage, found, grace)
+        if not lease:
+            deleted += collect_garbage(storage, found, grace)
         if not _newest_snapshot_readable(found):
             logger.warning(
                 "lakestore does not merge %s: its newest snapshot cannot be read "
@@ -148,6 +149,8 @@ def merge_experiment(
         taken = _take_lease(storage, found) if lease else None
         if taken is False:
             break  # another writer merges this generation
+        if lease:  # cleaning up too is left to the writer that merges
+            deleted += collect_garbage(storage, found, grace)
         published = None
         try:
             published = _merge(storage, found, batch)
@@ -234,8 +237,9 @@ def _merge(storage: Storage, found: ExperimentFiles, batch: list[str]) -> int | 
             if new_rows is not None:
                 small = [part for part in parts[table] if part.rows < SMALL_PART_ROWS]
                 # A part that cannot be read stays as it is: readers skip it, with a warning.
+                contents = files.read_files(storage, [part.path for part in small])
                 readable = {
-                    part: files.read_rows(storage, part.path, storage.get(part.path))
+                    part: files.read_rows(storage, part.path, contents.get(part.path))
                     for part in small
                 }
                 rewritten = [part for part, rows in readable.items() if rows is not None]
@@ -280,8 +284,8 @@ def _read_inbox(storage: Storage, found: ExperimentFiles, batch: list[str]) -> _
     (reported, and left in the inbox for readers to skip)."""
     import pyarrow as pa
 
-    contents = storage.get_many(batch)
-    read = {path: files.read_rows(storage, path, contents[path]) for path in batch}
+    contents = files.read_files(storage, batch)
+    read = {path: files.read_rows(storage, path, contents.get(path)) for path in batch}
     tables: dict[str, list[pa.Table]] = {}
     merged: dict[str, int] = {}
     stopped: set[str] = set()
@@ -349,7 +353,7 @@ def _merge_similar(
     of its rows. Parts of MAX_PART_ROWS rows or more stay as they are."""
     by_level: dict[int, list[Part]] = {}
     for part in parts:
-        if SMALL_PART_ROWS <= part.rows < MAX_PART_ROWS:
+        if SMALL_PART_ROWS <= part.rows < MAX_PART_ROWS and not files.skipped(storage, part.path):
             level, size = 0, SMALL_PART_ROWS * FAN_IN
             while part.rows >= size:
                 level, size = level + 1, size * FAN_IN
@@ -371,11 +375,17 @@ def _merge_similar(
 
 
 def _part_batches(storage: Storage, path: str, table: str) -> Iterator[pa.Table]:
-    """The rows of a live part, a row group at a time."""
+    """The rows of a live part, a row group at a time. A part this process may not read
+    fails the merge, and is skipped from then on (with a warning)."""
     import pyarrow.parquet as pq
 
     schema = format.schema_of(table)
-    with storage.open_read(path) as file:
+    try:
+        opened = storage.open_read(path)
+    except PermissionError:
+        files.check(storage, path)
+        raise
+    with opened as file:
         parquet = pq.ParquetFile(file)
         for group in range(parquet.num_row_groups):
             yield parquet.read_row_group(group, columns=schema.names).cast(schema)
@@ -391,7 +401,8 @@ def _summary(
 
     connection = duckdb.connect(config={"autoinstall_known_extensions": False, "threads": 2})
     try:
-        old = [files.read_rows(storage, part.path, storage.get(part.path)) for part in summaries]
+        contents = files.read_files(storage, [part.path for part in summaries])
+        old = [files.read_rows(storage, part.path, contents.get(part.path)) for part in summaries]
         if all(table is not None for table in old):
             partial = [_summarise(connection, new_rows), *old]
         else:  # rebuilt from every metrics row of the new snapshot

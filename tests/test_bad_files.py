@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -87,7 +88,7 @@ def _put(uri: str, relative: str, data: bytes) -> None:
 
 
 def _exists(uri: str, relative: str) -> bool:
-    return open_storage(uri).get(relative) is not None
+    return relative in open_storage(uri).list_names(relative.rsplit("/", 1)[0])
 
 
 def _experiment(uri: str) -> tuple[Storage, ExperimentFiles]:
@@ -395,3 +396,31 @@ def test_a_folder_named_like_a_file_and_a_path_not_utf8_are_skipped_and_checked(
     assert f"{folder}: it is a folder named like a Parquet file" in listed
     assert "its path is not UTF-8, which no engine reads" in listed
     assert "2 file(s) to move out of the store" in checked.stderr.decode()
+
+
+def _as_a_user_who_may_not_read_everything() -> list[str]:
+    """The command prefix that runs a process as this user, but without root's power to
+    read any file: a mode-000 file is then unreadable, as it is to every other user."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+
+
+def test_a_file_this_process_may_not_read_is_skipped(tmp_path) -> None:
+    uri = str(tmp_path / "store")
+    ids = _log(uri)
+    bad = layout.inbox_path("e", "metrics", ids["b"], "f" * 32, 0)
+    _put(uri, bad, _an_inbox_file(uri, ids["a"]))  # rows counted twice if it were read
+    os.chmod(os.path.join(uri, bad), 0)
+    check = (
+        "from tests.test_bad_files import _check_every_reader\n"
+        f"_check_every_reader({uri!r}, {ids!r}, {bad!r})\n"
+        f"import lakestore; print(lakestore.check({uri!r}))"
+    )
+    done = subprocess.run(
+        [*_as_a_user_who_may_not_read_everything(), sys.executable, "-c", check],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "this process may not read it (Permission denied)" in done.stdout

@@ -210,12 +210,10 @@ def test_a_writer_leaves_a_merge_to_the_one_holding_its_lease(
     # A lease past LEASE_SECONDS is that of a merge that died: the next writer merges.
     monkeypatch.setattr(merge, "LEASE_SECONDS", 0.0)
     assert merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600).generation == 1
-    # Once its generation exists, a lease goes with the next merge's clean-up.
-    assert merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600).deleted == 1
-    assert storage.glob("experiments/*/leases/*") == []
-    # A merge that takes the lease and publishes leaves it for that clean-up alone.
+    # A lease stays until the clean-up of the next merge, once its generation exists.
+    assert storage.glob("experiments/*/leases/*") == [layout.lease_path(FOLDER, 1)]
     _log_in_many_files(uri)
-    assert merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600).generation == 2
+    assert merge.merge_experiment(storage, FOLDER, min_files=1, grace=3600) == (18, 2, 1)
     assert storage.glob("experiments/*/leases/*") == [layout.lease_path(FOLDER, 2)]
     with lakestore.connect(uri) as store:
         assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(1000,)]
