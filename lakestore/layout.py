@@ -168,11 +168,15 @@ class Snapshot:
         if len(experiments) != 1 or len(generations) != 1:
             raise ValueError("its rows name more than one experiment or generation")
         snapshot = cls(experiments.pop(), generations.pop())
-        for row in table.to_pylist():
-            if row["kind"] == "part":
-                snapshot.parts.setdefault(row["table"], []).append(Part(row["path"], row["rows"]))
-            elif row["kind"] == "merged":
-                snapshot.merged[row[format.WRITER_COLUMN]] = row["merged_through"]
+        columns = ["kind", "table", "path", "rows", format.WRITER_COLUMN, "merged_through"]
+        kinds, tables, paths, rows, writers, through = (
+            table.column(name).to_pylist() for name in columns
+        )
+        for index, kind in enumerate(kinds):
+            if kind == "part":
+                snapshot.parts.setdefault(tables[index], []).append(Part(paths[index], rows[index]))
+            elif kind == "merged":
+                snapshot.merged[writers[index]] = through[index]
         return snapshot
 
     def live_parts(self, table: str) -> list[str]:
@@ -203,14 +207,22 @@ class ExperimentFiles:
         """The sequence number through which ``writer``'s inbox files are merged."""
         return -1 if self.snapshot is None else self.snapshot.merged.get(writer, -1)
 
+    _unmerged: tuple[Snapshot | None, int, dict[str | None, list[str]]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
     def unmerged(self, table: str | None = None) -> list[str]:
         """The inbox files (of ``table``, or all) whose rows no live part holds."""
-        return [
-            path
-            for path, entry in self.inbox.items()
-            if (table is None or entry.table == table)
-            and entry.sequence > self.merged_through(entry.writer or "")
-        ]
+        known = self._unmerged
+        if known is None or known[0] is not self.snapshot or known[1] != len(self.inbox):
+            merged = {} if self.snapshot is None else self.snapshot.merged
+            by_table: dict[str | None, list[str]] = {None: []}
+            for path, entry in self.inbox.items():
+                if entry.sequence > merged.get(entry.writer or "", -1):
+                    by_table[None].append(path)
+                    by_table.setdefault(entry.table, []).append(path)
+            known = self._unmerged = (self.snapshot, len(self.inbox), by_table)
+        return list(known[2].get(table, []))
 
     def live(self, table: str) -> list[str]:
         """The files holding the rows of ``table``: live parts and unmerged inbox files."""

@@ -206,8 +206,11 @@ class Store:
         self.lost_after = float(lost_after)
         self.read_only = read_only or sandbox
         self.sandbox = sandbox
-        # Extensions come with the installed DuckDB or not at all: never downloaded.
-        self.connection = duckdb.connect(config={"autoinstall_known_extensions": False})
+        # Extensions come with the installed DuckDB or not at all: never downloaded. A
+        # store's files never change, so their Parquet footers are read once a Store.
+        self.connection = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "parquet_metadata_cache": True}
+        )
         if storage.fs is not None:
             self.connection.register_filesystem(storage.fs)
         if sandbox:
