@@ -258,14 +258,13 @@ class Store:
 
         for found in layout.list_experiments(storage).values():
             snapshot = found.snapshot
-            small = {path for path, size in found.sizes.items() if size <= FETCH_WHOLE_BYTES}
             if storage.fs is not None:
-                fetched.update(small)
-            else:
-                fetched.update(path for path in found.inbox if path in small)
+                fetched.update(
+                    path for path, size in found.sizes.items() if size <= FETCH_WHOLE_BYTES
+                )
             for table in format.TABLES:
                 parts = usable([] if snapshot is None else snapshot.live_parts(table))
-                inbox = usable(found.unmerged(table))
+                inbox = files.whole(storage, usable(found.unmerged(table)))
                 sources[f"{table}_files"] += parts + inbox
                 runs_of.update((path, found.inbox[path].run or "") for path in inbox)
                 if table == "metrics":

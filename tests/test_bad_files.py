@@ -175,9 +175,9 @@ def test_a_bad_inbox_file_with_a_writer_name_is_skipped(
     _put(uri, bad, BAD_CONTENTS[content](_an_inbox_file(uri, ids["a"])))
     local_check = content in NOT_PARQUET
     if local_check:
-        # Found when read whole, so that even a relation fetched later reads.
+        # Found by its magic bytes when listed, so that even a relation fetched later reads.
         with lakestore.connect(uri) as store:
-            with pytest.warns(UnreadableFileWarning, match="not a readable Parquet file"):
+            with pytest.warns(UnreadableFileWarning, match="not a whole Parquet file"):
                 relation = store.sql("SELECT count(*) FROM metrics")
             assert relation.fetchall() == [(20,)]
     # No merge takes it: it stays in the inbox, and readers keep skipping it.
@@ -348,7 +348,7 @@ def test_the_cli_warns_on_one_line_and_check_lists_bad_files(tmp_path) -> None:
     lines = shown.stderr.splitlines()
     assert len(lines) == 2
     assert all(line.startswith("warning: skipping ") for line in lines)
-    assert any(f"{uri}/{bad}: it is not a readable Parquet file" in line for line in lines)
+    assert any(f"{uri}/{bad}: it is not a whole Parquet file" in line for line in lines)
     assert any(
         f"{uri}/{foreign}: its name is not that of a lakestore file" in line for line in lines
     )
