@@ -62,8 +62,9 @@ DEFAULT_GRACE = 60.0
 """Seconds a snapshot must be old before the files it no longer needs go."""
 
 EXIT_WAIT = 10.0
-"""Seconds the interpreter's exit waits for merges; a merge still running then is
-abandoned, which leaves nothing a reader sees."""
+"""Seconds the interpreter's exit waits for merges. A merge still running then stops at
+its next step (a chunk of rows, a request) and deletes what it wrote: a thread left
+running inside DuckDB or Arrow while the interpreter shuts down would abort the process."""
 
 MERGE_AT_EXIT_FILES = 16
 """Unmerged inbox files in an experiment that make a process exiting normally merge it,
@@ -101,6 +102,18 @@ _COMBINED_SUMMARIES = """
 """
 
 
+class _StoppedError(Exception):
+    """The process is exiting: the merge stops where it is."""
+
+
+_stop = threading.Event()
+
+
+def _check_stop() -> None:
+    if _stop.is_set():
+        raise _StoppedError
+
+
 class Outcome(NamedTuple):
     """What one call of :func:`merge_experiment` did."""
 
@@ -133,6 +146,7 @@ def merge_experiment(
         min_files = MERGE_AFTER_FILES
     merged_files = generation = deleted = failures = 0
     while True:
+        _check_stop()
         found = layout.list_experiments(storage, folder).get(folder, ExperimentFiles(folder))
         if not lease:
             deleted += collect_garbage(storage, found, grace)
@@ -233,6 +247,7 @@ def _merge(storage: Storage, found: ExperimentFiles, batch: list[str]) -> int | 
     written: list[str] = []
     try:
         for table in format.TABLES:
+            _check_stop()
             new_rows = inbox.tables.get(table)
             if new_rows is not None:
                 small = [part for part in parts[table] if part.rows < SMALL_PART_ROWS]
@@ -250,6 +265,7 @@ def _merge(storage: Storage, found: ExperimentFiles, batch: list[str]) -> int | 
             parts[table] = _merge_similar(
                 storage, found.folder, table, generation, parts[table], written
             )
+        _check_stop()
         metrics = inbox.tables.get("metrics")
         if metrics is not None:
             summary = _summary(storage, parts[format.SUMMARIES], parts["metrics"], metrics)
@@ -262,6 +278,7 @@ def _merge(storage: Storage, found: ExperimentFiles, batch: list[str]) -> int | 
             {table: rows for table, rows in parts.items() if rows},
             {**base.merged, **inbox.merged},
         )
+        _check_stop()
         published = _publish(storage, found.folder, snapshot)
     except BaseException:
         storage.delete_many(written)
@@ -309,6 +326,7 @@ def _sorted_chunks(tables: Iterable[pa.Table], table: str) -> Iterator[pa.Table]
     pending: list[pa.Table] = []
     pending_rows = 0
     for rows in tables:
+        _check_stop()
         pending.append(rows)
         pending_rows += rows.num_rows
         if pending_rows >= _CHUNK_ROWS:
@@ -388,6 +406,7 @@ def _part_batches(storage: Storage, path: str, table: str) -> Iterator[pa.Table]
     with opened as file:
         parquet = pq.ParquetFile(file)
         for group in range(parquet.num_row_groups):
+            _check_stop()
             yield parquet.read_row_group(group, columns=schema.names).cast(schema)
 
 
@@ -553,10 +572,13 @@ def _merge_in_background(storage: Storage, key: tuple[str, str], min_files: int)
     while True:
         try:
             merge_experiment(storage, folder, min_files=min_files)
+        except _StoppedError:
+            pass
         except Exception as error:  # reported, never raised into the training thread
             logger.warning("lakestore could not merge %s: %s", storage.path(folder), error)
         with _lock:
-            if key not in _again:
+            if key not in _again or _stop.is_set():
+                _again.pop(key, None)
                 del _running[key]
                 return
             min_files = _again.pop(key)
@@ -585,6 +607,12 @@ def merge_at_exit(timeout: float = EXIT_WAIT) -> None:
     for key in keys:
         _look(key, MERGE_AT_EXIT_FILES)
     wait_for_merges(timeout)
+    _stop.set()  # merges still running stop at their next step
+    wait_for_merges(_STOP_WAIT)
+
+
+_STOP_WAIT = 120.0
+"""Seconds the exit waits, at most, for merges to reach their next step and stop."""
 
 
 def reset() -> None:
@@ -605,6 +633,7 @@ def _forget_after_fork() -> None:
     """In a forked child the parent's merge threads do not exist."""
     global _lock
     _lock = threading.Lock()
+    _stop.clear()
     _running.clear()
     _again.clear()
     _written.clear()
