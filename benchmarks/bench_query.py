@@ -207,9 +207,11 @@ def measure_size(runs: int, steps: int, repeats: int, keep: bool) -> dict[str, A
                 raise RuntimeError(f"{runs} runs: {what} {got}, expected {expected}")
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESTORE_")}
-        cli = ["lakestore", "query", CLI_QUERY, "--store", store, "--format", "csv"]
+        # The command installed beside this interpreter, not whichever comes first on PATH.
+        lakestore_command = os.path.join(os.path.dirname(sys.executable), "lakestore")
+        cli = [lakestore_command, "query", CLI_QUERY, "--store", store, "--format", "csv"]
         import_duckdb = [sys.executable, "-c", "import duckdb; print(1)"]
-        runs_cli = ["lakestore", "runs", "--filter", SEARCH_FILTER, "--limit", "10"]
+        runs_cli = [lakestore_command, "runs", "--filter", SEARCH_FILTER, "--limit", "10"]
         runs_cli += ["--store", store, "--format", "csv"]
         first_line_seconds(cli, env)  # warm the page cache, as for the other queries
         figures["runs_cli"], figures["cli"], figures["import_duckdb"] = [], [], []
