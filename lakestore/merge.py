@@ -598,10 +598,13 @@ def wait_for_merges(timeout: float = EXIT_WAIT) -> None:
             return
 
 
-def merge_at_exit(timeout: float = EXIT_WAIT) -> None:
+def merge_at_exit(timeout: float | None = None) -> None:
     """For a process that exits normally: merge each experiment it wrote to where
     MERGE_AT_EXIT_FILES inbox files wait, so that a sweep of processes leaves few files
-    for readers, and wait for its merges, at most ``timeout`` seconds in all."""
+    for readers, and wait for its merges, ``timeout`` seconds (default EXIT_WAIT); then
+    stop those still running, at their next step."""
+    if timeout is None:
+        timeout = EXIT_WAIT
     with _lock:
         keys = list(_written)
     for key in keys:

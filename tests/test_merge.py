@@ -267,6 +267,30 @@ def test_a_process_that_exits_normally_merges_what_waits(
         assert store.sql("SELECT count(*) FROM metrics").fetchall() == [(runs,)]
 
 
+def test_a_merge_still_running_at_exit_stops_and_the_process_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    # No wait at all: the exit merge is stopped at its first step, wherever that is.
+    uri = str(tmp_path)
+    script = (
+        "import lakestore, lakestore.merge as merge\n"
+        "merge.EXIT_WAIT = 0.0\n"
+        "for index in range(8):\n"
+        f"    with lakestore.start_run(store={uri!r}, experiment='e') as run:\n"
+        "        run.log_metric_series('loss', [float(step) for step in range(1000)])\n"
+    )
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr  # not aborted inside DuckDB or Arrow
+        assert "terminate called" not in done.stderr
+    for read in READERS.values():
+        assert len(read(uri, "metrics")) == 3 * 8 * 1000
+    assert lakestore.compact(uri, grace=0) >= 0
+    assert lakestore.check(uri) == []
+
+
 def test_a_later_merge_rewrites_the_small_part_with_new_files(tmp_path: Path) -> None:
     uri = str(tmp_path)
     run_id = _log_in_many_files(uri)
