@@ -605,13 +605,28 @@ def merge_at_exit(timeout: float | None = None) -> None:
     stop those still running, at their next step."""
     if timeout is None:
         timeout = EXIT_WAIT
-    with _lock:
-        keys = list(_written)
-    for key in keys:
-        _look(key, MERGE_AT_EXIT_FILES)
-    wait_for_merges(timeout)
-    _stop.set()  # merges still running stop at their next step
-    wait_for_merges(_STOP_WAIT)
+    # Merged in this thread: a thread started this late that runs Arrow code makes the
+    # process abort as it exits. A timer (pure Python) stops the merges at the deadline.
+    deadline = threading.Timer(timeout, _stop.set)
+    deadline.daemon = True
+    deadline.start()
+    try:
+        with _lock:
+            keys = list(_written)
+            storages = dict(_storages)
+        wait_for_merges(timeout)
+        for key in keys:
+            try:
+                merge_experiment(storages[key], key[1], min_files=MERGE_AT_EXIT_FILES)
+            except _StoppedError:
+                break
+            except Exception as error:  # reported; the exit goes on
+                folder = storages[key].path(key[1])
+                logger.warning("lakestore could not merge %s: %s", folder, error)
+    finally:
+        deadline.cancel()
+        _stop.set()  # merges still running stop at their next step
+        wait_for_merges(_STOP_WAIT)
 
 
 _STOP_WAIT = 120.0
