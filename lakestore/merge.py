@@ -522,9 +522,8 @@ CHECK_EVERY_FILES = 16
 
 _lock = threading.Lock()
 _running: dict[tuple[str, str], threading.Thread] = {}
-_again: dict[tuple[str, str], int] = {}
-"""Experiments to look at again when their merge under way ends, with the files that
-must wait for that look to merge."""
+_again: set[tuple[str, str]] = set()
+"""Experiments to look at again when their merge under way ends."""
 _written: dict[tuple[str, str], int] = {}
 _storages: dict[tuple[str, str], Storage] = {}
 
@@ -543,19 +542,12 @@ def request(storage: Storage, experiment: str, written: int) -> None:
         if not first and _written[key] < CHECK_EVERY_FILES:
             return
         _written[key] = 0
-    _look(key, MERGE_AFTER_FILES)
-
-
-def _look(key: tuple[str, str], min_files: int) -> None:
-    """Merge the experiment of ``key`` on a background thread if ``min_files`` wait, or
-    once its merge under way ends."""
-    with _lock:
         if key in _running:
-            _again[key] = min(min_files, _again.get(key, min_files))
+            _again.add(key)
             return
         thread = threading.Thread(
             target=_merge_in_background,
-            args=(_storages[key], key, min_files),
+            args=(storage, folder, key),
             name="lakestore-merge",
             daemon=True,
         )
@@ -567,21 +559,20 @@ def _look(key: tuple[str, str], min_files: int) -> None:
             del _running[key]
 
 
-def _merge_in_background(storage: Storage, key: tuple[str, str], min_files: int) -> None:
-    folder = key[1]
+def _merge_in_background(storage: Storage, folder: str, key: tuple[str, str]) -> None:
     while True:
         try:
-            merge_experiment(storage, folder, min_files=min_files)
+            merge_experiment(storage, folder)
         except _StoppedError:
             pass
         except Exception as error:  # reported, never raised into the training thread
             logger.warning("lakestore could not merge %s: %s", storage.path(folder), error)
         with _lock:
             if key not in _again or _stop.is_set():
-                _again.pop(key, None)
+                _again.discard(key)
                 del _running[key]
                 return
-            min_files = _again.pop(key)
+            _again.discard(key)
 
 
 def wait_for_merges(timeout: float = EXIT_WAIT) -> None:
