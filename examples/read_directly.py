@@ -4,7 +4,9 @@ python examples/read_directly.py [STORE]     # default: ./lakestore-data
 
 A table's rows are those of the parts that each experiment's newest snapshot names, and
 those of the inbox files that no part holds yet: the files whose sequence number (``seq``)
-is greater than the one through which the snapshot says their writer is merged.
+is greater than the one through which the snapshot says their writer is merged. List the
+inbox before the snapshots: a file a merge deletes meanwhile then makes the read fail
+(read again) instead of going missing.
 """
 
 import glob
@@ -35,7 +37,9 @@ def newest_snapshots() -> list[str]:
     return list(newest.values())
 
 
-# DuckDB: the newest snapshot of each experiment, then the table's parts and unmerged inbox.
+# DuckDB: the inbox files, the newest snapshot of each experiment, then the table's parts
+# and unmerged inbox files.
+duckdb.execute(f"SET VARIABLE inbox = (SELECT list(file) FROM glob('{inbox('metrics')}'))")
 duckdb.execute(
     "CREATE TABLE snapshot (experiment VARCHAR, generation BIGINT, kind VARCHAR, "
     '"table" VARCHAR, path VARCHAR, writer_id VARCHAR, merged_through BIGINT)'
@@ -56,9 +60,9 @@ duckdb.execute(
 sources = []
 if duckdb.sql("SELECT len(getvariable('parts'))").fetchall()[0][0]:
     sources.append("SELECT * FROM read_parquet(getvariable('parts'))")
-if has_files(inbox("metrics")):
+if duckdb.sql("SELECT len(getvariable('inbox'))").fetchall()[0][0]:
     sources.append(
-        f"SELECT inbox.* FROM read_parquet('{inbox('metrics')}') AS inbox "
+        "SELECT inbox.* FROM read_parquet(getvariable('inbox')) AS inbox "
         "LEFT JOIN (SELECT writer_id, merged_through FROM snapshot WHERE kind = 'merged') "
         "USING (writer_id) WHERE merged_through IS NULL OR seq > merged_through"
     )
@@ -74,6 +78,7 @@ print(
 
 # Polars: the same, lazily; the latest status of each run from the append-only run events
 # (enough for runs with one writer; FORMAT.md gives the rule for several).
+run_files = glob.glob(inbox("runs"))
 frames = []
 merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
 if snapshots := newest_snapshots():
@@ -82,9 +87,9 @@ if snapshots := newest_snapshots():
     if len(parts):
         frames.append(pl.scan_parquet([f"{store}/{path}" for path in parts]))
     merged = snapshot.filter(pl.col("kind") == "merged").select("writer_id", "merged_through")
-if has_files(inbox("runs")):
+if run_files:
     frames.append(
-        pl.scan_parquet(inbox("runs"))
+        pl.scan_parquet(run_files)
         .join(merged.lazy(), on="writer_id", how="left")
         .filter(pl.col("merged_through").is_null() | (pl.col("seq") > pl.col("merged_through")))
         .drop("merged_through")

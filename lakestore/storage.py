@@ -150,7 +150,11 @@ class Storage(ABC):
         """Every file under the folder ``prefix``, as :meth:`list_files` finds them, with
         what the listing tells of each for free: an object store's listing gives sizes and
         times; a local folder's would cost a ``stat`` a file, most of the cost of listing
-        thousands of files, so there the value is None (:meth:`file_infos` reads it)."""
+        thousands of files, so there the value is None (:meth:`file_infos` reads it).
+
+        Folders are listed in name order, as an object store lists keys, so that an
+        experiment's inbox is listed before its snapshots, as the read protocol needs
+        (lakestore.layout)."""
         return dict(self.list_files(prefix))
 
     def file_infos(self, paths: list[str]) -> dict[str, FileInfo]:
@@ -269,7 +273,8 @@ class LocalStorage(Storage):
     def list_names(self, prefix: str) -> dict[str, FileInfo | None]:
         found: dict[str, FileInfo | None] = {}
         start = len(self.url) + 1
-        for folder, _, names in os.walk(self.path(prefix)):
+        for folder, folders, names in os.walk(self.path(prefix)):
+            folders.sort()
             relative = folder[start:]
             for name in names:
                 if not name.startswith(TEMPORARY_PREFIX):

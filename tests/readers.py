@@ -1,17 +1,21 @@
 """Read a store the way docs/FORMAT.md tells direct readers to, with no lakestore code.
 
-Each reader follows the read protocol: take each experiment's newest snapshot (the
-greatest name in its snapshots folder), read the parts it names, and read the inbox files
-whose sequence number is greater than the one through which the snapshot says their
-writer is merged. Each function returns a table's rows as sorted tuples (NaN replaced by
-the string "NaN", so that rows compare equal), ``experiment`` and ``run`` first, without
-the ``seq`` column.
+Each reader follows the read protocol: list the table's inbox files, then take each
+experiment's newest snapshot (the greatest name in its snapshots folder), read the parts it
+names, and read the listed inbox files whose sequence number is greater than the one
+through which the snapshot says their writer is merged. ``listed``, if given, is called
+between listing the inbox and listing the snapshots, to let a test run merges there.
+
+Each function returns a table's rows as sorted tuples (NaN replaced by the string "NaN",
+so that rows compare equal), ``experiment`` and ``run`` first, without the ``seq`` column.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -48,13 +52,17 @@ def _s3fs() -> s3fs.S3FileSystem:
     return s3fs.S3FileSystem(use_listings_cache=False)
 
 
-def _has(uri: str, pattern: str) -> bool:
-    """Whether ``pattern`` matches a file (DuckDB and Polars refuse an empty glob)."""
+def _glob(uri: str, pattern: str) -> list[str]:
+    """The files ``pattern`` matches, as URLs (DuckDB and Polars refuse an empty glob)."""
     if _is_s3(uri):
-        return bool(_s3fs().glob(f"{uri}/{pattern}"))
+        return [f"s3://{path}" for path in _s3fs().glob(f"{uri}/{pattern}")]
     import glob
 
-    return bool(glob.glob(f"{glob.escape(uri)}/{pattern}"))
+    return glob.glob(f"{glob.escape(uri)}/{pattern}")
+
+
+def _has(uri: str, pattern: str) -> bool:
+    return bool(_glob(uri, pattern))
 
 
 SNAPSHOTS = "experiments/*/snapshots/*.parquet"
@@ -62,14 +70,8 @@ SNAPSHOTS = "experiments/*/snapshots/*.parquet"
 
 def newest_snapshots(uri: str) -> list[str]:
     """Each experiment's newest snapshot: the greatest name in its snapshots folder."""
-    if _is_s3(uri):
-        paths = [f"s3://{path}" for path in _s3fs().glob(f"{uri}/{SNAPSHOTS}")]
-    else:
-        import glob
-
-        paths = glob.glob(f"{glob.escape(uri)}/{SNAPSHOTS}")
     newest: dict[str, str] = {}
-    for path in paths:
+    for path in _glob(uri, SNAPSHOTS):
         folder = path.rsplit("/", 1)[0]
         newest[folder] = max(newest.get(folder, ""), path)
     return sorted(newest.values())
@@ -84,10 +86,18 @@ def _inbox(table: str) -> str:
     return f"experiments/*/inbox/{table}/*.parquet"
 
 
-def read_duckdb(uri: str, table: str) -> list[tuple[Any, ...]]:
+Listed = Callable[[], None] | None
+
+
+def read_duckdb(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ...]]:
     connection = duckdb.connect()
     if _is_s3(uri):
         connection.register_filesystem(_s3fs())
+    connection.execute(
+        f"SET VARIABLE inbox = (SELECT list(file) FROM glob('{uri}/{_inbox(table)}'))"
+    )
+    if listed:
+        listed()
     connection.execute(
         "CREATE TABLE snapshot (experiment VARCHAR, generation BIGINT, kind VARCHAR, "
         '"table" VARCHAR, path VARCHAR, writer_id VARCHAR, merged_through BIGINT)'
@@ -108,9 +118,9 @@ def read_duckdb(uri: str, table: str) -> list[tuple[Any, ...]]:
     )
     if connection.sql("SELECT len(getvariable('parts'))").fetchall()[0][0]:
         selects.append("SELECT * FROM read_parquet(getvariable('parts'))")
-    if _has(uri, _inbox(table)):
+    if connection.sql("SELECT len(getvariable('inbox'))").fetchall()[0][0]:
         selects.append(
-            f"SELECT inbox.* FROM read_parquet('{uri}/{_inbox(table)}') AS inbox "
+            "SELECT inbox.* FROM read_parquet(getvariable('inbox')) AS inbox "
             "LEFT JOIN (SELECT writer_id, merged_through FROM snapshot WHERE kind = 'merged') "
             "USING (writer_id) WHERE merged_through IS NULL OR seq > merged_through"
         )
@@ -130,8 +140,11 @@ def _polars_options(uri: str) -> dict[str, str] | None:
     }
 
 
-def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
+def read_polars(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ...]]:
     options = _polars_options(uri)
+    inbox_files = _glob(uri, _inbox(table))
+    if listed:
+        listed()
     frames = []
     merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
     if snapshots := newest_snapshots(uri):
@@ -141,9 +154,9 @@ def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
             paths = [f"{uri}/{path}" for path in parts["path"]]
             frames.append(pl.scan_parquet(paths, storage_options=options))
         merged = snapshot.filter(pl.col("kind") == "merged").select("writer_id", "merged_through")
-    if _has(uri, _inbox(table)):
+    if inbox_files:
         inbox = (
-            pl.scan_parquet(f"{uri}/{_inbox(table)}", storage_options=options)
+            pl.scan_parquet(inbox_files, storage_options=options)
             .join(merged.lazy(), on="writer_id", how="left")
             .filter(pl.col("merged_through").is_null() | (pl.col("seq") > pl.col("merged_through")))
             .drop("merged_through")
@@ -152,7 +165,7 @@ def read_polars(uri: str, table: str) -> list[tuple[Any, ...]]:
     return _normalise(pl.concat(frames).collect().to_arrow())
 
 
-def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
+def read_pyarrow(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ...]]:
     if _is_s3(uri):
         endpoint = os.environ["AWS_ENDPOINT_URL"]
         filesystem: pyarrow.fs.FileSystem = pyarrow.fs.S3FileSystem(
@@ -165,17 +178,21 @@ def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
         root = uri[len("s3://") :]
     else:
         filesystem, root = pyarrow.fs.LocalFileSystem(), uri
-    listing = filesystem.get_file_info(
-        pyarrow.fs.FileSelector(f"{root}/experiments", recursive=True)
-    )
-    paths = [info.path for info in listing if info.path.endswith(".parquet")]
+
+    def parquet_files(pattern: str) -> list[str]:
+        selector = pyarrow.fs.FileSelector(f"{root}/experiments", recursive=True)
+        listing = filesystem.get_file_info(selector)
+        start = len(root) + 1
+        return [i.path for i in listing if fnmatch.fnmatch(i.path[start:], pattern)]
+
+    inbox_files = parquet_files(_inbox(table))
+    if listed:
+        listed()
     newest_files: dict[str, str] = {}  # each experiment's newest snapshot: the greatest name
-    for path in paths:
+    for path in parquet_files(SNAPSHOTS):
         folder = path.rsplit("/", 1)[0]
-        if folder.endswith("/snapshots"):
-            newest_files[folder] = max(newest_files.get(folder, ""), path)
+        newest_files[folder] = max(newest_files.get(folder, ""), path)
     snapshot_files = list(newest_files.values())
-    inbox_files = [path for path in paths if path.split("/")[-3:-1] == ["inbox", table]]
     tables = []
     merged: dict[str, int] = {}
     if snapshot_files:
@@ -203,7 +220,7 @@ def read_pyarrow(uri: str, table: str) -> list[tuple[Any, ...]]:
 READERS = {"duckdb": read_duckdb, "polars": read_polars, "pyarrow": read_pyarrow}
 
 
-def read_dask(uri: str, table: str) -> list[tuple[Any, ...]]:
+def read_dask(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ...]]:
     import dask.dataframe as dd
 
     def read(paths: str | list[str]) -> dd.DataFrame:
@@ -214,6 +231,9 @@ def read_dask(uri: str, table: str) -> list[tuple[Any, ...]]:
             storage_options={"use_listings_cache": False} if _is_s3(uri) else None,
         )
 
+    inbox_files = _glob(uri, _inbox(table))
+    if listed:
+        listed()
     frames = []
     merged = None
     if snapshots := newest_snapshots(uri):
@@ -222,8 +242,8 @@ def read_dask(uri: str, table: str) -> list[tuple[Any, ...]]:
         if len(parts):
             frames.append(read([f"{uri}/{path}" for path in parts["path"]]))
         merged = snapshot.loc[snapshot["kind"] == "merged", ["writer_id", "merged_through"]]
-    if _has(uri, _inbox(table)):
-        inbox = read(f"{uri}/{_inbox(table)}")
+    if inbox_files:
+        inbox = read(inbox_files)
         if merged is not None:
             inbox = inbox.merge(merged, on="writer_id", how="left")
             inbox = inbox[inbox["seq"] > inbox["merged_through"].fillna(-1)]
@@ -233,16 +253,14 @@ def read_dask(uri: str, table: str) -> list[tuple[Any, ...]]:
     return _normalise(pa.Table.from_pandas(result, preserve_index=False))
 
 
-def read_spark(uri: str, table: str) -> list[tuple[Any, ...]]:
+def read_spark(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ...]]:
     """Local stores only: Spark reads S3 through the hadoop-aws jars, not installed here."""
-    import glob
-
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as sf
 
-    def files(pattern: str) -> list[str]:
-        return glob.glob(f"{glob.escape(uri)}/{pattern}")
-
+    inbox_files = _glob(uri, _inbox(table))
+    if listed:
+        listed()
     # recursiveFileLookup turns partition inference off.
     reader = SparkSession.active().read.option("recursiveFileLookup", "true")
     frames = []
@@ -253,7 +271,7 @@ def read_spark(uri: str, table: str) -> list[tuple[Any, ...]]:
         if parts:
             frames.append(reader.parquet(*[f"{uri}/{row.path}" for row in parts]))
         merged = snapshot.where(sf.col("kind") == "merged").select("writer_id", "merged_through")
-    if inbox_files := files(_inbox(table)):
+    if inbox_files:
         inbox = reader.parquet(*inbox_files)
         if merged is not None:
             through = sf.col("merged_through")
