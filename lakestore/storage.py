@@ -458,7 +458,7 @@ def open_storage(
     return storage
 
 
-def write_bytes(destination: str | BinaryIO, data: bytes) -> None:
+def write_bytes(destination: str | BinaryIO, data: bytes | memoryview) -> None:
     """Write ``data`` to ``destination``, a path or a binary file (a ``put_file`` writer)."""
     if isinstance(destination, str):
         with open(destination, "wb") as file:

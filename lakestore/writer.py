@@ -873,8 +873,13 @@ def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
 
 
 def _write_parquet(table: pa.Table, destination: str | BinaryIO) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     # zstd costs about 30 us per column of a file, more than a small file's bytes are worth.
     compression = "zstd" if table.nbytes >= COMPRESS_FROM_BYTES else "none"
-    pq.write_table(table, destination, compression=compression, store_schema=False)
+    # Written in memory, then in one call: pyarrow writes a file object in many small
+    # calls into Python, which made a small file cost 0.6 ms instead of 0.1.
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=compression, store_schema=False)
+    write_bytes(destination, memoryview(sink.getvalue()))
