@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -236,11 +237,52 @@ def list_experiments(storage: Storage, folder: str | None = None) -> dict[str, E
 
     Files whose names are not lakestore's are reported (lakestore.files) and left out.
     """
+    return _experiments(storage, storage.list_names(EXPERIMENTS if folder is None else folder))
+
+
+def list_runs(
+    storage: Storage,
+    run_ids: list[str],
+    tables: list[str],
+    part_tables: list[str],
+    *,
+    at_most: int,
+) -> dict[str, ExperimentFiles] | None:
+    """As :func:`list_experiments`, but with only the inbox files of ``run_ids`` in
+    ``tables``, and the sizes of the live parts of ``part_tables`` only: in each
+    experiment, a listing of each run's own names, then of the parts, then of the
+    snapshots (the inbox first, as the read protocol says). A question about a few runs
+    then costs a few small listings, not a listing of the whole store; None if it would
+    take more than ``at_most`` listings.
+
+    A run whose files are all merged has none listed: the parts hold its rows.
+    """
+    folders = [f"{EXPERIMENTS}/{name}" for name in storage.list_folders(EXPERIMENTS)]
+    if len(folders) * (len(tables) * len(run_ids) + len(part_tables) + 1) > at_most:
+        return None
+    listed: dict[str, FileInfo | None] = {}
+    for folder in folders:
+        for table in tables:
+            for run_id in run_ids:
+                listed.update(storage.list_names(f"{folder}/{INBOX}/{table}", start=f"{run_id}."))
+    for folder in folders:
+        for table in part_tables:
+            listed.update(storage.list_names(f"{folder}/{PARTS}/{table}"))
+        listed.update(storage.list_names(f"{folder}/{SNAPSHOTS}"))
+    return _experiments(storage, listed, part_tables)
+
+
+def _experiments(
+    storage: Storage,
+    listed: dict[str, FileInfo | None],
+    part_tables: Iterable[str] = PART_TABLES,
+) -> dict[str, ExperimentFiles]:
+    """The experiments whose files ``listed`` names, each with its newest readable
+    snapshot, and the sizes of the files readers may use (of the parts, those of
+    ``part_tables``)."""
     from lakestore import files
 
-    prefix = EXPERIMENTS if folder is None else folder
     experiments: dict[str, ExperimentFiles] = {}
-    listed = storage.list_names(prefix)
     timed: list[tuple[str, str]] = []  # (path, kind) of snapshots and leases
     for path in sorted(listed):
         entry = parse(path)
@@ -271,18 +313,23 @@ def list_experiments(storage: Storage, folder: str | None = None) -> dict[str, E
             if snapshot is not None:
                 found.snapshot, found.snapshot_file = snapshot, path
                 break
+    parts = {
+        found.folder: [path for table in part_tables for path in found.snapshot.live_parts(table)]
+        for found in experiments.values()
+        if found.snapshot is not None
+    }
     sized = [
         path
         for found in experiments.values()
-        for path in [*found.unmerged(), *(found.snapshot.all_parts() if found.snapshot else [])]
+        for path in [*found.unmerged(), *parts.get(found.folder, [])]
     ]
     infos = _infos(storage, listed, sized)
     for found in experiments.values():
-        found.sizes = {path: infos[path].size for path in found.unmerged() if path in infos}
-        if found.snapshot is not None:
-            found.sizes.update(
-                (path, infos[path].size) for path in found.snapshot.all_parts() if path in infos
-            )
+        found.sizes = {
+            path: infos[path].size
+            for path in [*found.unmerged(), *parts.get(found.folder, [])]
+            if path in infos
+        }
         found.sizes.update((path, info.size) for path, info in found.snapshots.items())
     return experiments
 

@@ -64,6 +64,11 @@ requests a file. Larger files are read by DuckDB, which fetches only the row gro
 columns a query needs."""
 
 
+NARROW_LISTINGS = 8
+"""A query about a few runs lists their files alone when that takes at most this many
+listings (experiments x (tables x runs + part tables + 1)), instead of the whole store."""
+
+
 class _VanishedError(Exception):
     """A file of the listing is gone: a merge replaced it, and a new listing is due."""
 
@@ -222,6 +227,7 @@ class Store:
         self._shapes: dict[str, tuple[bool, bool]] = {}
         self._pointed: dict[str, list[str]] = {}
         self._pinned: _Listing | None = None
+        self._pinned_runs: dict[tuple[frozenset[str], frozenset[str]], _Listing] = {}
         self._listing_depth = 0
         self._relations_out = False
         try:
@@ -245,9 +251,10 @@ class Store:
         if self.read_only:
             safety.lock(self.connection)
 
-    def _live_files(self) -> _Listing:
+    def _live_files(self, narrowed: dict[str, layout.ExperimentFiles] | None = None) -> _Listing:
         """The live files of each source, from one listing of the store and its newest
-        snapshots (lakestore.layout); files readers skip are left out (lakestore.files)."""
+        snapshots (lakestore.layout), or from ``narrowed``, a listing of a few runs' files;
+        files readers skip are left out (lakestore.files)."""
         storage = self.storage
         sources: dict[str, list[str]] = {source: [] for source in _SOURCES}
         runs_of: dict[str, str] = {}
@@ -256,7 +263,8 @@ class Store:
         def usable(paths: list[str]) -> list[str]:
             return [path for path in paths if not files.skipped(storage, path)]
 
-        for found in layout.list_experiments(storage).values():
+        listed = layout.list_experiments(storage) if narrowed is None else narrowed
+        for found in listed.values():
             snapshot = found.snapshot
             if storage.fs is not None:
                 fetched.update(
@@ -316,6 +324,7 @@ class Store:
             self._listing_depth -= 1
             if not self._listing_depth:
                 self._pinned = None
+                self._pinned_runs.clear()
 
     def _sources_read_by(self, query: str) -> set[str]:
         """The sources ``query`` may read: those its tables and views lead to (all of them
@@ -365,11 +374,20 @@ class Store:
         return names
 
     def _on_live_files(
-        self, run: Callable[[], T], *, sources: set[str], runs: list[str] | None = None
+        self,
+        run: Callable[[], T],
+        *,
+        sources: set[str],
+        runs: list[str] | None = None,
+        found: Callable[[T], Iterable[str]] | None = None,
     ) -> T:
         """``run()`` over the live files of ``sources``; again over a new listing if a file
         vanished or turned out unreadable. With ``runs``, the views see only those runs'
-        inbox files (``run()`` must read at once).
+        inbox files (``run()`` must read at once). With ``found`` too (the runs a result
+        holds), they are listed alone where that takes few listings (layout.list_runs),
+        unless this call already listed the store; if the result lacks one of them (in
+        an experiment created since, say, or with no rows), it runs again over a whole
+        listing.
 
         A merge deletes the files its snapshot replaced a grace period after publishing
         it; a listing made just before can name them. Binding a query reads file
@@ -379,6 +397,18 @@ class Store:
         """
         import duckdb
 
+        if runs is not None and found is not None and self._pinned is None:
+            narrowed = self._narrowed_listing(runs, sources)
+            if narrowed is not None:
+                try:
+                    self._point_views_at(narrowed, sources)
+                    result = run()
+                except (_VanishedError, duckdb.Error):
+                    pass  # a whole listing sorts it out
+                else:
+                    if set(runs) <= set(found(result)):
+                        return result
+                self._pinned_runs.clear()
         vanished = 0
         while True:
             if self._pinned is None:
@@ -414,6 +444,23 @@ class Store:
                 self._pinned = self._live_files()
                 if self._pinned == whole:
                     raise
+
+    def _narrowed_listing(self, runs: list[str], sources: set[str]) -> _Listing | None:
+        """The live files of ``sources`` for ``runs`` alone (pinned for this call), or None
+        where listing them alone would take more than NARROW_LISTINGS listings, or where
+        relations handed out earlier need the whole store's files."""
+        if self._relations_out:
+            return None
+        key = (frozenset(runs), frozenset(sources))
+        if key not in self._pinned_runs:
+            read = {_SOURCES[source] for source in sources}
+            tables = [table for table in format.TABLES if table in read]
+            parts = [table for table in layout.PART_TABLES if table in read]
+            narrowed = layout.list_runs(self.storage, runs, tables, parts, at_most=NARROW_LISTINGS)
+            if narrowed is None:
+                return None
+            self._pinned_runs[key] = _of_runs(self._live_files(narrowed), runs)
+        return self._pinned_runs[key]
 
     def _skip_unreadable(self, error: Exception, listing: _Listing) -> bool:
         """Whether a file that DuckDB failed on is unreadable (and now skipped).
@@ -478,6 +525,7 @@ class Store:
         fetch: Callable[[duckdb.DuckDBPyRelation], T],
         *,
         runs: list[str] | None = None,
+        found: Callable[[T], Iterable[str]] | None = None,
     ) -> T:
         """``fetch(relation of query)`` over the files live now (of ``runs`` only, if given),
         unchecked: for SQL this class writes or has checked."""
@@ -489,6 +537,7 @@ class Store:
                     lambda: fetch(self.connection.sql(query, params=params)),
                     sources=self._sources_read_by(query),
                     runs=runs,
+                    found=found,
                 )
         except duckdb.PermissionException as error:
             where = f"; a sandbox reads only the store's files, under {self.storage.url}/"
@@ -686,7 +735,8 @@ class Store:
                 SELECT experiment, run_id, key, value, step, timestamp FROM metrics
                 WHERE {where} ORDER BY run_id, key, step, timestamp
             """
-            return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
+            history = self._run(query, parameters, _to_arrow, runs=run_ids, found=_run_ids_in)
+            return self.connection.from_arrow(history)
         if not isinstance(points, int) or isinstance(points, bool) or points < 1:
             raise QueryError(f"points must be a whole number >= 1, got {points!r}")
         parameters["points"] = points
@@ -707,7 +757,8 @@ class Store:
                                       OR position = arg_max(position, value) OVER slice))
             ORDER BY run_id, key, step, timestamp
         """
-        return self.connection.from_arrow(self._run(query, parameters, _to_arrow, runs=run_ids))
+        history = self._run(query, parameters, _to_arrow, runs=run_ids, found=_run_ids_in)
+        return self.connection.from_arrow(history)
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -723,6 +774,12 @@ class Store:
 
 def _fetchall(relation: duckdb.DuckDBPyRelation) -> list[tuple[Any, ...]]:
     return relation.fetchall()
+
+
+def _run_ids_in(table: pa.Table) -> list[str]:
+    import pyarrow.compute as pc
+
+    return pc.unique(table.column("run_id")).to_pylist()  # type: ignore[no-any-return]
 
 
 def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:

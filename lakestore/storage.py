@@ -141,12 +141,18 @@ class Storage(ABC):
         """The relative paths matching ``pattern`` (``*`` within one path segment)."""
 
     @abstractmethod
-    def list_files(self, prefix: str) -> dict[str, FileInfo]:
+    def list_files(self, prefix: str, start: str = "") -> dict[str, FileInfo]:
         """Every file under the folder ``prefix``, at any depth, with its size and time:
         one listing (an object store pages through it, a thousand names a request).
-        Files being written (local temporary files) are left out."""
+        With ``start``, only the files whose path below ``prefix`` starts with it (an
+        object store lists only those). Files being written (local temporary files) are
+        left out."""
 
-    def list_names(self, prefix: str) -> dict[str, FileInfo | None]:
+    @abstractmethod
+    def list_folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly in the folder ``prefix`` (one request)."""
+
+    def list_names(self, prefix: str, start: str = "") -> dict[str, FileInfo | None]:
         """Every file under the folder ``prefix``, as :meth:`list_files` finds them, with
         what the listing tells of each for free: an object store's listing gives sizes and
         times; a local folder's would cost a ``stat`` a file, most of the cost of listing
@@ -155,7 +161,7 @@ class Storage(ABC):
         Folders are listed in name order, as an object store lists keys, so that an
         experiment's inbox is listed before its snapshots, as the read protocol needs
         (lakestore.layout)."""
-        return dict(self.list_files(prefix))
+        return dict(self.list_files(prefix, start))
 
     def file_infos(self, paths: list[str]) -> dict[str, FileInfo]:
         """The size and time of each file of ``paths`` that exists."""
@@ -267,15 +273,25 @@ class LocalStorage(Storage):
         start = len(self.url) + 1
         return sorted(path[start:] for path in glob.glob(glob.escape(self.url) + "/" + pattern))
 
-    def list_files(self, prefix: str) -> dict[str, FileInfo]:
-        return self.file_infos(list(self.list_names(prefix)))
+    def list_files(self, prefix: str, start: str = "") -> dict[str, FileInfo]:
+        return self.file_infos(list(self.list_names(prefix, start)))
 
-    def list_names(self, prefix: str) -> dict[str, FileInfo | None]:
+    def list_folders(self, prefix: str) -> list[str]:
+        try:
+            with os.scandir(self.path(prefix)) as entries:
+                return sorted(entry.name for entry in entries if entry.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def list_names(self, prefix: str, start: str = "") -> dict[str, FileInfo | None]:
         found: dict[str, FileInfo | None] = {}
-        start = len(self.url) + 1
+        cut = len(self.url) + 1
         for folder, folders, names in os.walk(self.path(prefix)):
+            relative = folder[cut:]
+            if start and relative == prefix:  # the top folder: only what starts with start
+                folders[:] = [name for name in folders if name.startswith(start)]
+                names = [name for name in names if name.startswith(start)]
             folders.sort()
-            relative = folder[start:]
             for name in names:
                 if not name.startswith(TEMPORARY_PREFIX):
                     found[f"{relative}/{name}"] = None
@@ -339,6 +355,7 @@ class FsspecStorage(Storage):
             raise StoreError(f"cannot open store {uri!r}: {error}") from error
         root = root.rstrip("/")
         self._root = root
+        self._find_takes_prefix = "prefix" in inspect.signature(self.fs.find).parameters
         self.url = f"{protocol}://{root}"
         # s3fs asks for a file's size (a HEAD) before each whole-file GET, to split large
         # files across connections; the files read whole here are small, one GET each.
@@ -382,21 +399,37 @@ class FsspecStorage(Storage):
         start = len(self._root) + 1
         return sorted(path[start:] for path in self.fs.glob(self._full(pattern)))
 
-    def list_files(self, prefix: str) -> dict[str, FileInfo]:
+    def list_files(self, prefix: str, start: str = "") -> dict[str, FileInfo]:
         assert self.fs is not None
-        start = len(self._root) + 1
+        cut = len(self._root) + 1
+        # s3fs lists only the keys under a prefix; other filesystems list all, then filter.
+        narrowed = {"prefix": start} if start and self._find_takes_prefix else {}
         try:
-            found = self.fs.find(self._full(prefix), detail=True)
+            found = self.fs.find(self._full(prefix), detail=True, **narrowed)
         except FileNotFoundError:
             return {}
         listing = {}
         for path, info in found.items():
             if info.get("type") == "directory":
                 continue
+            if start and not path[cut + len(prefix) + 1 :].startswith(start):
+                continue
             modified = info.get("LastModified") or info.get("mtime") or info.get("created")
             seconds = modified.timestamp() if hasattr(modified, "timestamp") else modified
-            listing[path[start:]] = FileInfo(int(info.get("size") or 0), float(seconds or 0.0))
+            listing[path[cut:]] = FileInfo(int(info.get("size") or 0), float(seconds or 0.0))
         return listing
+
+    def list_folders(self, prefix: str) -> list[str]:
+        assert self.fs is not None
+        try:
+            found = self.fs.ls(self._full(prefix), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            info["name"].rstrip("/").rsplit("/", 1)[-1]
+            for info in found
+            if info.get("type") == "directory"
+        )
 
     def get_many(self, paths: list[str]) -> dict[str, bytes | None]:
         assert self.fs is not None

@@ -535,3 +535,40 @@ def test_compact_command(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["compact", "-s", str(tmp_path / "none")])
     assert missing.exit_code == 1
     assert "no lakestore store" in missing.stderr
+
+
+def test_a_history_lists_only_its_runs_files(
+    store_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def log(experiment: str, steps: range, run_id: str | None = None) -> str:
+        with lakestore.start_run(run_id, experiment=experiment, store=store_uri) as run:
+            for step in steps:
+                run.log_metric("loss", float(step), step=step)
+        return run.run_id
+
+    merged = log("e", range(0, 50))
+    other = log("e", range(0, 7))
+    lakestore.compact(store_uri, grace=0)
+    log("e", range(50, 60), merged)  # and some of its rows wait in the inbox
+    log("f", range(0, 3))
+    with lakestore.connect(store_uri) as store:
+        listed: list[tuple[str, str]] = []
+        list_names = store.storage.list_names
+
+        def spy(prefix: str, start: str = "") -> dict[str, object]:
+            listed.append((prefix, start))
+            return list_names(prefix, start)  # type: ignore[return-value]
+
+        monkeypatch.setattr(store.storage, "list_names", spy)
+        history = store.metric_history(merged, "loss").fetchall()
+        assert [row[4] for row in history] == list(range(60))
+        assert ("experiments", "") not in listed, "the whole store was listed"
+        assert (f"{FOLDER}/inbox/metrics", f"{merged}.") in listed
+        # A run logged since, in a new experiment, is found; so are a run with no rows left
+        # in the inbox, and none for a run that does not exist (after a whole listing).
+        late = log("late", range(4))
+        assert [row[4] for row in store.metric_history(late).fetchall()] == list(range(4))
+        assert len(store.metric_history(other).fetchall()) == 7
+        listed.clear()
+        assert store.metric_history("no-such-run").fetchall() == []
+        assert ("experiments", "") in listed
