@@ -247,17 +247,20 @@ def list_runs(
     part_tables: list[str],
     *,
     at_most: int,
+    folders: list[str] | None = None,
 ) -> dict[str, ExperimentFiles] | None:
     """As :func:`list_experiments`, but with only the inbox files of ``run_ids`` in
     ``tables``, and the sizes of the live parts of ``part_tables`` only: in each
     experiment, a listing of each run's own names, then of the parts, then of the
     snapshots (the inbox first, as the read protocol says). A question about a few runs
     then costs a few small listings, not a listing of the whole store; None if it would
-    take more than ``at_most`` listings.
+    take more than ``at_most`` listings. ``folders``, if given, are the only experiments
+    that may hold the runs (a run never leaves its experiment).
 
     A run whose files are all merged has none listed: the parts hold its rows.
     """
-    folders = [f"{EXPERIMENTS}/{name}" for name in storage.list_folders(EXPERIMENTS)]
+    if folders is None:
+        folders = [f"{EXPERIMENTS}/{name}" for name in storage.list_folders(EXPERIMENTS)]
     if len(folders) * (len(tables) * len(run_ids) + len(part_tables) + 1) > at_most:
         return None
     listed: dict[str, FileInfo | None] = {}

@@ -54,6 +54,11 @@ FAN_IN = 8
 MAX_PART_ROWS = 64 * 1024 * 1024
 """Parts with this many rows are never merged again."""
 
+WRITER_PART_ROWS = 4 * 1024 * 1024
+"""The largest part a writer's merge writes by merging parts: a larger merge would hold
+the experiment's lease for seconds while files pile up in the inbox. ``compact`` merges
+parts up to MAX_PART_ROWS."""
+
 ROW_GROUP_ROWS = 128 * 1024
 _CHUNK_ROWS = 1024 * 1024
 _COMMIT_ATTEMPTS = 3
@@ -132,18 +137,23 @@ def merge_experiment(
     min_files: int | None = None,
     grace: float = DEFAULT_GRACE,
     lease: bool = True,
+    part_rows: int | None = None,
 ) -> Outcome:
     """Merge the experiment in ``folder`` if at least ``min_files`` (default
     MERGE_AFTER_FILES) inbox files wait, then delete what no snapshot of the last ``grace``
     seconds needs. With ``min_files=0``, merge every waiting file now.
 
     With ``lease``, leave the merge to another writer that holds the lease of the next
-    generation (see _take_lease). Safe while writers write, readers read and other merges
-    run, in this process or others: a merge that loses the race for its generation
-    discards its parts and tries again on the new snapshot.
+    generation (see _take_lease). Parts are merged into parts of at most ``part_rows``
+    (default WRITER_PART_ROWS).
+    Safe while writers write, readers read and other merges run, in this process or
+    others: a merge that loses the race for its generation discards its parts and tries
+    again on the new snapshot.
     """
     if min_files is None:
         min_files = MERGE_AFTER_FILES
+    if part_rows is None:
+        part_rows = WRITER_PART_ROWS
     merged_files = generation = deleted = failures = 0
     while True:
         _check_stop()
@@ -167,7 +177,7 @@ def merge_experiment(
             deleted += collect_garbage(storage, found, grace)
         published = None
         try:
-            published = _merge(storage, found, batch)
+            published = _merge(storage, found, batch, part_rows)
         finally:
             if published is None and isinstance(taken, str):
                 storage.delete(taken)  # the next writer that looks merges at once
@@ -235,7 +245,9 @@ def _batch(storage: Storage, found: ExperimentFiles) -> tuple[list[str], bool]:
     return batch, size >= BATCH_BYTES
 
 
-def _merge(storage: Storage, found: ExperimentFiles, batch: list[str]) -> int | None:
+def _merge(
+    storage: Storage, found: ExperimentFiles, batch: list[str], part_rows: int
+) -> int | None:
     """Write parts holding ``batch`` and publish them as the next snapshot; its generation,
     or None if another merge published it first (or nothing could be read)."""
     base = found.snapshot or Snapshot(format.unescape_name(found.folder.split("/", 1)[1]))
@@ -263,7 +275,7 @@ def _merge(storage: Storage, found: ExperimentFiles, batch: list[str]) -> int | 
                 written.append(part.path)
                 parts[table] = [p for p in parts[table] if p not in rewritten] + [part]
             parts[table] = _merge_similar(
-                storage, found.folder, table, generation, parts[table], written
+                storage, found.folder, table, generation, parts[table], written, part_rows
             )
         _check_stop()
         metrics = inbox.tables.get("metrics")
@@ -365,10 +377,12 @@ def _merge_similar(
     generation: int,
     parts: list[Part],
     written: list[str],
+    largest: int,
 ) -> list[Part]:
     """``parts`` after merging FAN_IN parts of a similar size into one, if that many
-    exist, so that an experiment keeps a number of parts that grows with the logarithm
-    of its rows. Parts of MAX_PART_ROWS rows or more stay as they are."""
+    exist and they hold at most ``largest`` rows, so that an experiment keeps a number of
+    parts that grows with the logarithm of its rows (up to parts of ``largest`` rows).
+    Parts of MAX_PART_ROWS rows or more stay as they are."""
     by_level: dict[int, list[Part]] = {}
     for part in parts:
         if SMALL_PART_ROWS <= part.rows < MAX_PART_ROWS and not files.skipped(storage, part.path):
@@ -378,8 +392,8 @@ def _merge_similar(
             by_level.setdefault(level, []).append(part)
     for level in sorted(by_level):
         similar = by_level[level]
-        if len(similar) >= FAN_IN:
-            chosen = similar[:FAN_IN]
+        chosen = similar[:FAN_IN]
+        if len(chosen) == FAN_IN and sum(part.rows for part in chosen) <= largest:
             merged = _write_part(
                 storage,
                 folder,
@@ -668,7 +682,9 @@ def compact(
         folders = sorted(layout.list_experiments(storage))
     merged = 0
     for done, folder in enumerate(folders, start=1):
-        outcome = merge_experiment(storage, folder, min_files=0, grace=grace, lease=False)
+        outcome = merge_experiment(
+            storage, folder, min_files=0, grace=grace, lease=False, part_rows=MAX_PART_ROWS
+        )
         merged += outcome.merged_files
         if progress is not None:
             progress(done, len(folders))

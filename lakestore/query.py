@@ -228,6 +228,7 @@ class Store:
         self._pointed: dict[str, list[str]] = {}
         self._pinned: _Listing | None = None
         self._pinned_runs: dict[tuple[frozenset[str], frozenset[str]], _Listing] = {}
+        self._experiment_of: dict[str, str] = {}  # run id -> experiment, as results showed
         self._listing_depth = 0
         self._relations_out = False
         try:
@@ -456,11 +457,27 @@ class Store:
             read = {_SOURCES[source] for source in sources}
             tables = [table for table in format.TABLES if table in read]
             parts = [table for table in layout.PART_TABLES if table in read]
-            narrowed = layout.list_runs(self.storage, runs, tables, parts, at_most=NARROW_LISTINGS)
+            known = [self._experiment_of.get(run_id) for run_id in runs]
+            folders = (
+                None
+                if None in known
+                else sorted({layout.experiment_folder(name) for name in known if name})
+            )
+            narrowed = layout.list_runs(
+                self.storage, runs, tables, parts, at_most=NARROW_LISTINGS, folders=folders
+            )
             if narrowed is None:
                 return None
             self._pinned_runs[key] = _of_runs(self._live_files(narrowed), runs)
         return self._pinned_runs[key]
+
+    def _learn_experiments(self, table: pa.Table) -> None:
+        """Remember the experiment of each run in ``table`` (a result with ``experiment``
+        and ``run_id`` columns), so that later questions about those runs list only their
+        experiment's files."""
+        pairs = table.select(["run_id", "experiment"]).group_by(["run_id", "experiment"])
+        for row in pairs.aggregate([]).to_pylist():
+            self._experiment_of[row["run_id"]] = row["experiment"]
 
     def _skip_unreadable(self, error: Exception, listing: _Listing) -> bool:
         """Whether a file that DuckDB failed on is unreadable (and now skipped).
@@ -662,6 +679,7 @@ class Store:
             self.connection.execute(f"DROP TABLE {selected}")
         # Sorted here: DuckDB sorts rows of thousands of columns slowly (quadratic in width).
         table = table.sort_by("_position").drop_columns("_position")
+        self._learn_experiments(table)
         return self.connection.from_arrow(table)
 
     def compare(self, run_ids: list[str], *, only_differences: bool = False) -> Comparison:
@@ -736,6 +754,7 @@ class Store:
                 WHERE {where} ORDER BY run_id, key, step, timestamp
             """
             history = self._run(query, parameters, _to_arrow, runs=run_ids, found=_run_ids_in)
+            self._learn_experiments(history)
             return self.connection.from_arrow(history)
         if not isinstance(points, int) or isinstance(points, bool) or points < 1:
             raise QueryError(f"points must be a whole number >= 1, got {points!r}")
@@ -758,7 +777,16 @@ class Store:
             ORDER BY run_id, key, step, timestamp
         """
         history = self._run(query, parameters, _to_arrow, runs=run_ids, found=_run_ids_in)
+        self._learn_experiments(history)
         return self.connection.from_arrow(history)
+
+    def _repr_html_(self) -> str:
+        """The store's experiments, as a notebook shows a Store."""
+        import html
+
+        experiments = self.arrow("SELECT * FROM experiments ORDER BY experiment")
+        title = f"<p>lakestore store <code>{html.escape(self.storage.url)}</code></p>"
+        return title + _html(self.connection.from_arrow(experiments))
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -812,6 +840,18 @@ class Comparison(NamedTuple):
 
     params: duckdb.DuckDBPyRelation
     metrics: duckdb.DuckDBPyRelation
+
+    def _repr_html_(self) -> str:
+        """Both tables, as a notebook shows them."""
+        return "".join(
+            f"<h4>{name}</h4>{_html(relation)}"
+            for name, relation in (("params", self.params), ("metrics", self.metrics))
+        )
+
+
+def _html(relation: duckdb.DuckDBPyRelation) -> str:
+    """``relation`` as the HTML table DuckDB gives notebooks."""
+    return str(relation._repr_mimebundle_()["text/html"])
 
 
 def _literal(text: str) -> str:

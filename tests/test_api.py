@@ -703,3 +703,26 @@ with lakestore.start_run(store={str(tmp_path / "store")!r}) as run:
     )
     assert done.returncode == 0, done.stderr
     assert not marker.exists(), marker.read_text(encoding="utf-8")
+
+
+def test_a_notebook_shows_a_store_a_search_and_a_comparison_as_html_tables(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path)
+    run_ids = []
+    for lr in (0.1, 0.2):
+        with lakestore.start_run(store=uri, experiment="<b>sweep</b>") as run:
+            run.log_param("lr", lr)
+            run.log_metric("acc", lr)
+        run_ids.append(run.run_id)
+    with lakestore.connect(uri) as store:
+        shown = store._repr_html_()
+        assert "<table" in shown
+        assert uri in shown
+        assert "&lt;b&gt;sweep&lt;/b&gt;" in shown  # escaped
+        assert "<b>" not in shown
+        found = store.search_runs(order_by=["metrics.acc DESC"])
+        assert "<table" in found._repr_mimebundle_()["text/html"]  # DuckDB's own
+        compared = store.compare(run_ids)._repr_html_()
+        assert compared.count("<table") == 2
+        assert run_ids[0] in compared

@@ -365,6 +365,29 @@ def test_large_parts_merge_a_fan_in_at_a_time(
         assert store.sql("SELECT sum(count) FROM metric_summary").fetchall() == [(800,)]
 
 
+def test_writers_leave_the_largest_part_merges_to_compact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path)
+    monkeypatch.setattr(merge, "SMALL_PART_ROWS", 100)
+    monkeypatch.setattr(merge, "FAN_IN", 3)
+    monkeypatch.setattr(merge, "WRITER_PART_ROWS", 300)
+
+    def log_and_merge(merge_now: Callable[[], object]) -> list[int]:
+        with lakestore.start_run(store=uri, experiment="e") as run:
+            run.log_metric_series("x", [1.0] * 100)
+        merge_now()
+        snapshot = layout.list_experiments(open_storage(uri))[FOLDER].snapshot
+        return sorted(part.rows for part in snapshot.parts["metrics"])  # type: ignore[union-attr]
+
+    for _ in range(9):
+        sizes = log_and_merge(
+            lambda: merge.merge_experiment(open_storage(uri), FOLDER, min_files=1)
+        )
+    assert sizes == [300, 300, 300]  # writers stop at 300 rows
+    assert log_and_merge(lambda: lakestore.compact(uri, grace=0)) == [100, 900]
+
+
 def test_writers_merge_on_their_own_as_files_pile_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -564,6 +587,10 @@ def test_a_history_lists_only_its_runs_files(
         assert [row[4] for row in history] == list(range(60))
         assert ("experiments", "") not in listed, "the whole store was listed"
         assert (f"{FOLDER}/inbox/metrics", f"{merged}.") in listed
+        # Its experiment known, the next history lists that experiment alone.
+        listed.clear()
+        assert len(store.metric_history(merged, "loss").fetchall()) == 60
+        assert {prefix.split("/")[1] for prefix, _ in listed} == {"e"}
         # A run logged since, in a new experiment, is found; so are a run with no rows left
         # in the inbox, and none for a run that does not exist (after a whole listing).
         late = log("late", range(4))
