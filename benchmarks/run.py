@@ -17,13 +17,15 @@ Scenarios (issue 5 numbers them 1 to 6):
 ``runs``       3. 100 runs with one param and one metric each
 ``many_runs``  4. 1,000 runs, each 1,000 metric values logged one call at a time (steps 0
                to 999) and no param: the shape of a training loop, many times
+``short_runs`` 7. 1,000 runs, each one param and 100 metric values logged one call at a
+               time: a sweep of short runs
 ``array``      5. one run, 1,000,000 float64 values from a NumPy array logged at once with
                each tool's best API
 ``search``     6. a store of 1,000 runs (param ``lr``, one of ten values; metric ``acc``,
                100 steps each): "runs with acc > 0.5 and lr = 0.004, by acc descending, top
                10" through each tool's own search API, then the full history of the top run
 
-Every repeat of scenarios 1 to 5 for every tool is a fresh Python process (this script in
+Every repeat of scenarios 1 to 5 and 7 for every tool is a fresh Python process (this script in
 its child mode) in a fresh temporary folder (its working directory; ``tempfile``, so
 ``$TMPDIR`` chooses the disk), removed afterwards. Two times are measured: the whole
 process, from spawn to exit, by this parent; and the logging part, by the child
@@ -76,7 +78,7 @@ import os
 import sys
 from typing import Any
 
-from peers import SEARCH_STEPS, VALUES_PER_RUN
+from peers import SEARCH_STEPS, SHORT_RUN_VALUES, VALUES_PER_RUN
 
 SLOW_S = 60.0  # a tool whose first repeat takes longer than this is not repeated
 CHILD = "_child"  # the same word as bench_write.CHILD: run_script_child passes it
@@ -113,6 +115,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "title": "4. 1,000 runs x 1,000 log_metric calls",
         "expected": lambda n: {"metrics": n * VALUES_PER_RUN, "params": 0},
         "scaled": {"mlflow": 10},  # about 3.4 ms a call: an hour for the full size
+    },
+    "short_runs": {
+        "number": 7,
+        "n": 1_000,
+        "unit": "runs",
+        "title": "7. 1,000 runs x (one param + 100 log_metric calls)",
+        "expected": lambda n: {"metrics": n * SHORT_RUN_VALUES, "params": n},
+        "scaled": {"mlflow": 10},
     },
     "array": {
         "number": 5,

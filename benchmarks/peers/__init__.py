@@ -24,6 +24,8 @@ Scenarios (``n`` is the number of values or runs):
 ``runs``        ``n`` runs with one param and one metric each
 ``many_runs``   ``n`` runs, each ``VALUES_PER_RUN`` metric values logged one call at a time
                 (steps 0, 1, ...), no params: the shape of many training loops
+``short_runs``  ``n`` runs, each one param and ``SHORT_RUN_VALUES`` metric values logged
+                one call at a time: a sweep of short runs
 ``array``       one run, ``n`` float64 values from a NumPy array logged at once with the
                 tool's best API
 ``search``      ``n`` runs with param ``lr`` and a ``SEARCH_STEPS``-value history of ``acc``,
@@ -39,6 +41,7 @@ PARAM_KEY = "lr"
 PARAM_VALUE = 0.01
 METRIC_KEY = "loss"
 VALUES_PER_RUN = 1_000  # many_runs
+SHORT_RUN_VALUES = 100  # short_runs
 
 SEARCH_KEY = "acc"
 SEARCH_STEPS = 100

@@ -32,6 +32,7 @@ from peers import (
     SEARCH_KEY,
     SEARCH_LR,
     SEARCH_TOP,
+    SHORT_RUN_VALUES,
     VALUES_PER_RUN,
     clock,
     search_data,
@@ -152,9 +153,13 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
         _write(folder, metrics, _param_table(_zeros(1), run_ids, _zeros(1), [str(PARAM_VALUE)]))
         ended = clock()
         return {"import_s": imported - start, "log_s": ended - imported}
-    if scenario in ("calls", "many_runs"):
+    if scenario in ("calls", "many_runs", "short_runs"):
         start = clock()
-        runs, calls = (1, n) if scenario == "calls" else (n, VALUES_PER_RUN)
+        runs, calls = {
+            "calls": (1, n),
+            "many_runs": (n, VALUES_PER_RUN),
+            "short_runs": (n, SHORT_RUN_VALUES),
+        }[scenario]
         run_ids: list[str] = []
         run_codes = array.array("i")
         value_buffer = array.array("d")
@@ -167,7 +172,11 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
                 value_buffer.append(0.25)
                 steps.append(step)
                 stamps.append(time.time_ns() // 1000)
-        _write(folder, _metric_table(run_codes, run_ids, value_buffer, steps, stamps), None)
+        params = None
+        if scenario == "short_runs":
+            codes = array.array("i", range(runs))
+            params = _param_table(codes, run_ids, _zeros(runs), [str(PARAM_VALUE)])
+        _write(folder, _metric_table(run_codes, run_ids, value_buffer, steps, stamps), params)
         return {"log_s": clock() - start}
     if scenario == "runs":
         start = clock()

@@ -21,6 +21,7 @@ from peers import (
     SEARCH_KEY,
     SEARCH_ORDER,
     SEARCH_TOP,
+    SHORT_RUN_VALUES,
     VALUES_PER_RUN,
     clock,
     metric_key,
@@ -68,6 +69,15 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
         for _ in range(n):
             run = lakestore.start_run(store=store)
             for step in range(VALUES_PER_RUN):
+                run.log_metric(METRIC_KEY, 0.25, step=step)
+            run.end()
+        return {"log_s": clock() - start}
+    if scenario == "short_runs":
+        start = clock()
+        for _ in range(n):
+            run = lakestore.start_run(store=store)
+            run.log_param(PARAM_KEY, PARAM_VALUE)
+            for step in range(SHORT_RUN_VALUES):
                 run.log_metric(METRIC_KEY, 0.25, step=step)
             run.end()
         return {"log_s": clock() - start}

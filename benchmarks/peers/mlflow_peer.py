@@ -30,6 +30,7 @@ from peers import (
     SEARCH_KEY,
     SEARCH_ORDER,
     SEARCH_TOP,
+    SHORT_RUN_VALUES,
     VALUES_PER_RUN,
     clock,
     search_data,
@@ -78,6 +79,15 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
         for _ in range(n):
             with mlflow.start_run():
                 for step in range(VALUES_PER_RUN):
+                    mlflow.log_metric(METRIC_KEY, 0.25, step=step)
+        return {"log_s": clock() - start}
+    if scenario == "short_runs":
+        start = clock()
+        mlflow.set_tracking_uri(URI)
+        for _ in range(n):
+            with mlflow.start_run():
+                mlflow.log_param(PARAM_KEY, PARAM_VALUE)
+                for step in range(SHORT_RUN_VALUES):
                     mlflow.log_metric(METRIC_KEY, 0.25, step=step)
         return {"log_s": clock() - start}
     if scenario == "array":

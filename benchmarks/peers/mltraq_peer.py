@@ -28,6 +28,7 @@ from peers import (
     SEARCH_KEY,
     SEARCH_LR,
     SEARCH_TOP,
+    SHORT_RUN_VALUES,
     VALUES_PER_RUN,
     clock,
     metric_key,
@@ -85,6 +86,17 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
                     run.fields[METRIC_KEY].append(step=step, value=0.25)
         experiment.persist()
         return {"log_s": clock() - start}
+    if scenario == "short_runs":
+        start = clock()
+        experiment = mltraq.create_session(URL).create_experiment(EXPERIMENT)
+        for _ in range(n):
+            with experiment.run() as run:
+                run.fields[PARAM_KEY] = PARAM_VALUE
+                run.fields[METRIC_KEY] = mltraq.Sequence()
+                for step in range(SHORT_RUN_VALUES):
+                    run.fields[METRIC_KEY].append(step=step, value=0.25)
+        experiment.persist()
+        return {"log_s": clock() - start}
     if scenario == "array":
         array = values(n)
         start = clock()
@@ -104,7 +116,7 @@ def count(scenario: str, folder: str) -> dict[str, int]:
     metrics = params = 0
     for run in experiment.runs.values():
         value = run.fields[metric_key(scenario)]
-        metrics += len(value) if scenario in ("calls", "many_runs", "array", "search") else 1
+        metrics += 1 if scenario in ("one_run", "runs") else len(value)
         params += PARAM_KEY in run.fields
     return {"metrics": metrics, "params": params}
 

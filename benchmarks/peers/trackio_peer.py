@@ -31,6 +31,7 @@ from peers import (
     SEARCH_KEY,
     SEARCH_LR,
     SEARCH_TOP,
+    SHORT_RUN_VALUES,
     VALUES_PER_RUN,
     clock,
     metric_key,
@@ -87,6 +88,14 @@ def log(scenario: str, folder: str, n: int) -> dict[str, Any]:
         for _ in range(n):
             trackio.init(project=PROJECT)
             for step in range(VALUES_PER_RUN):
+                trackio.log({METRIC_KEY: 0.25}, step=step)
+            trackio.finish()
+        return {"log_s": clock() - start}
+    if scenario == "short_runs":
+        start = clock()
+        for _ in range(n):
+            trackio.init(project=PROJECT, config={PARAM_KEY: PARAM_VALUE})
+            for step in range(SHORT_RUN_VALUES):
                 trackio.log({METRIC_KEY: 0.25}, step=step)
             trackio.finish()
         return {"log_s": clock() - start}
