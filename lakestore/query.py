@@ -227,6 +227,7 @@ class Store:
         self._shapes: dict[str, tuple[bool, bool]] = {}
         self._pointed: dict[str, list[str]] = {}
         self._pinned: _Listing | None = None
+        self._last_whole: _Listing | None = None  # what relations handed out read
         self._pinned_runs: dict[tuple[frozenset[str], frozenset[str]], _Listing] = {}
         self._experiment_of: dict[str, str] = {}  # run id -> experiment, as results showed
         self._listing_depth = 0
@@ -385,10 +386,10 @@ class Store:
         """``run()`` over the live files of ``sources``; again over a new listing if a file
         vanished or turned out unreadable. With ``runs``, the views see only those runs'
         inbox files (``run()`` must read at once). With ``found`` too (the runs a result
-        holds), they are listed alone where that takes few listings (layout.list_runs),
-        unless this call already listed the store; if the result lacks one of them (in
-        an experiment created since, say, or with no rows), it runs again over a whole
-        listing.
+        holds; called on every result), they are listed alone where that takes few
+        listings (layout.list_runs), unless this call already listed the store; if the
+        result lacks one of them (in an experiment created since, say, or with no rows),
+        it runs again over a whole listing.
 
         A merge deletes the files its snapshot replaced a grace period after publishing
         it; a listing made just before can name them. Binding a query reads file
@@ -409,18 +410,27 @@ class Store:
                 else:
                     if set(runs) <= set(found(result)):
                         return result
+                finally:
+                    if self._relations_out and self._last_whole is not None:
+                        # Relations that sql() returned read when fetched: all runs. A file
+                        # of theirs gone since fails them when fetched, as it would anyway.
+                        with contextlib.suppress(_VanishedError, duckdb.Error):
+                            self._point_views_at(self._last_whole, sources)
                 self._pinned_runs.clear()
         vanished = 0
         while True:
             if self._pinned is None:
                 self._pinned = self._live_files()
-            whole = listing = self._pinned
+            whole = listing = self._last_whole = self._pinned
             if runs is not None:
                 listing = _of_runs(whole, runs)
             try:
                 try:
                     self._point_views_at(listing, sources)
-                    return run()
+                    result = run()
+                    if found is not None:
+                        found(result)  # it may learn from it (see _learn_experiments)
+                    return result
                 finally:
                     if listing != whole and self._relations_out:
                         # Relations that sql() returned read when fetched: all runs.
@@ -448,10 +458,7 @@ class Store:
 
     def _narrowed_listing(self, runs: list[str], sources: set[str]) -> _Listing | None:
         """The live files of ``sources`` for ``runs`` alone (pinned for this call), or None
-        where listing them alone would take more than NARROW_LISTINGS listings, or where
-        relations handed out earlier need the whole store's files."""
-        if self._relations_out:
-            return None
+        where listing them alone would take more than NARROW_LISTINGS listings."""
         key = (frozenset(runs), frozenset(sources))
         if key not in self._pinned_runs:
             read = {_SOURCES[source] for source in sources}
@@ -471,13 +478,15 @@ class Store:
             self._pinned_runs[key] = _of_runs(self._live_files(narrowed), runs)
         return self._pinned_runs[key]
 
-    def _learn_experiments(self, table: pa.Table) -> None:
-        """Remember the experiment of each run in ``table`` (a result with ``experiment``
-        and ``run_id`` columns), so that later questions about those runs list only their
-        experiment's files."""
-        pairs = table.select(["run_id", "experiment"]).group_by(["run_id", "experiment"])
-        for row in pairs.aggregate([]).to_pylist():
-            self._experiment_of[row["run_id"]] = row["experiment"]
+    def _learn_experiments(self, table: pa.Table) -> set[str]:
+        """The runs in ``table`` (a result with ``experiment`` and ``run_id`` columns),
+        whose experiments are remembered, so that later questions about them list only
+        their experiment's files. (DuckDB finds them: pyarrow's group_by would import
+        pyarrow.compute, a tenth of a second in a fresh process.)"""
+        pairs = self.connection.from_arrow(table.select(["run_id", "experiment"]))
+        found = dict(pairs.distinct().fetchall())
+        self._experiment_of.update(found)
+        return set(found)
 
     def _skip_unreadable(self, error: Exception, listing: _Listing) -> bool:
         """Whether a file that DuckDB failed on is unreadable (and now skipped).
@@ -753,8 +762,9 @@ class Store:
                 SELECT experiment, run_id, key, value, step, timestamp FROM metrics
                 WHERE {where} ORDER BY run_id, key, step, timestamp
             """
-            history = self._run(query, parameters, _to_arrow, runs=run_ids, found=_run_ids_in)
-            self._learn_experiments(history)
+            history = self._run(
+                query, parameters, _to_arrow, runs=run_ids, found=self._learn_experiments
+            )
             return self.connection.from_arrow(history)
         if not isinstance(points, int) or isinstance(points, bool) or points < 1:
             raise QueryError(f"points must be a whole number >= 1, got {points!r}")
@@ -776,8 +786,9 @@ class Store:
                                       OR position = arg_max(position, value) OVER slice))
             ORDER BY run_id, key, step, timestamp
         """
-        history = self._run(query, parameters, _to_arrow, runs=run_ids, found=_run_ids_in)
-        self._learn_experiments(history)
+        history = self._run(
+            query, parameters, _to_arrow, runs=run_ids, found=self._learn_experiments
+        )
         return self.connection.from_arrow(history)
 
     def _repr_html_(self) -> str:
@@ -802,12 +813,6 @@ class Store:
 
 def _fetchall(relation: duckdb.DuckDBPyRelation) -> list[tuple[Any, ...]]:
     return relation.fetchall()
-
-
-def _run_ids_in(table: pa.Table) -> list[str]:
-    import pyarrow.compute as pc
-
-    return pc.unique(table.column("run_id")).to_pylist()  # type: ignore[no-any-return]
 
 
 def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
