@@ -344,20 +344,27 @@ def test_a_later_merge_rewrites_the_small_part_with_new_files(tmp_path: Path) ->
         assert store.sql("SELECT status FROM runs").fetchall() == [("FINISHED",)]
 
 
-def test_large_parts_merge_a_fan_in_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    uri = str(tmp_path)
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts of 100 rows count as large, and 3 of a size merge into one."""
     monkeypatch.setattr(merge, "SMALL_PART_ROWS", 100)
     monkeypatch.setattr(merge, "FAN_IN", 3)
-    for flush in range(8):
-        with lakestore.start_run(store=uri, experiment="e") as run:
-            run.log_metric_series("x", [float(flush)] * 100)
-        lakestore.compact(uri, grace=0)
-    sizes = sorted(
-        part.rows
-        for part in layout.list_experiments(open_storage(uri))[FOLDER].snapshot.parts["metrics"]  # type: ignore[union-attr]
-    )
+
+
+def _log_100_rows_and_merge(uri: str, merge_now: Callable[[], object]) -> list[int]:
+    """Log a run of 100 metric rows, merge with ``merge_now()``; the metrics parts' sizes."""
+    with lakestore.start_run(store=uri, experiment="e") as run:
+        run.log_metric_series("x", [1.0] * 100)
+    merge_now()
+    snapshot = layout.list_experiments(open_storage(uri))[FOLDER].snapshot
+    return sorted(part.rows for part in snapshot.parts["metrics"])  # type: ignore[union-attr]
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_large_parts_merge_a_fan_in_at_a_time(tmp_path: Path) -> None:
+    uri = str(tmp_path)
+    for _ in range(8):
+        sizes = _log_100_rows_and_merge(uri, lambda: lakestore.compact(uri, grace=0))
     # Every merge adds a part of 100 rows; three of them make one of 300.
     assert sizes == [100, 100, 300, 300]
     with lakestore.connect(uri) as store:
@@ -365,27 +372,20 @@ def test_large_parts_merge_a_fan_in_at_a_time(
         assert store.sql("SELECT sum(count) FROM metric_summary").fetchall() == [(800,)]
 
 
+@pytest.mark.usefixtures("small_parts")
 def test_writers_leave_the_largest_part_merges_to_compact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = str(tmp_path)
-    monkeypatch.setattr(merge, "SMALL_PART_ROWS", 100)
-    monkeypatch.setattr(merge, "FAN_IN", 3)
     monkeypatch.setattr(merge, "WRITER_PART_ROWS", 300)
 
-    def log_and_merge(merge_now: Callable[[], object]) -> list[int]:
-        with lakestore.start_run(store=uri, experiment="e") as run:
-            run.log_metric_series("x", [1.0] * 100)
-        merge_now()
-        snapshot = layout.list_experiments(open_storage(uri))[FOLDER].snapshot
-        return sorted(part.rows for part in snapshot.parts["metrics"])  # type: ignore[union-attr]
+    def as_a_writer() -> None:
+        merge.merge_experiment(open_storage(uri), FOLDER, min_files=1)
 
     for _ in range(9):
-        sizes = log_and_merge(
-            lambda: merge.merge_experiment(open_storage(uri), FOLDER, min_files=1)
-        )
+        sizes = _log_100_rows_and_merge(uri, as_a_writer)
     assert sizes == [300, 300, 300]  # writers stop at 300 rows
-    assert log_and_merge(lambda: lakestore.compact(uri, grace=0)) == [100, 900]
+    assert _log_100_rows_and_merge(uri, lambda: lakestore.compact(uri, grace=0)) == [100, 900]
 
 
 def test_writers_merge_on_their_own_as_files_pile_up(
