@@ -8,9 +8,11 @@ reason, so that one bad file never makes a store unreadable:
 
 - a file whose name is not that of a lakestore file is left out when listing;
 - a file with such a name is checked when a reader fails on it, when it is read whole
-  (the small files of an object store) or, for local inbox files, by its magic bytes
+  (the small files of an object store) or, for inbox files DuckDB reads, by its footer
   when first listed, and left out from then on if its content is not a Parquet file
-  with the table's columns (or this process may not read it).
+  with the table's columns and types (or this process may not read it). Checking inbox
+  files before DuckDB reads them matters: DuckDB casts a column of text such as "1.0" to
+  the type a query expects, where merges and the other readers refuse the file.
 
 Files never change once written, so a verdict holds for the life of the process.
 """
@@ -35,9 +37,6 @@ _SKIPPED: dict[tuple[str, str], str] = {}
 
 _SOUND: set[tuple[str, str]] = set()
 """Files whose footer was read and whose columns are right, so that each is read once."""
-
-_WHOLE: set[tuple[str, str]] = set()
-"""Files whose magic bytes were found (or not looked for), so that each is read once."""
 
 FETCHED_BYTES = 512 * 1024 * 1024
 """How much memory the rows of fetched files are kept in, for the next query to reuse."""
@@ -72,30 +71,16 @@ class _Kept:
 _FETCHED = _Kept()
 
 
-def whole(storage: Storage, paths: list[str]) -> list[str]:
-    """``paths`` less the files surely not whole Parquet files (checked by their magic
-    bytes, on local stores only, once a process) or not readable by this process, which
-    are skipped from now on."""
+def sound(storage: Storage, paths: list[str]) -> list[str]:
+    """``paths`` less the files whose footer shows they cannot be read as files of their
+    table (checked once a process), which are skipped from now on."""
     kept = []
     for path in paths:
-        key = (storage.url, path)
-        if key not in _WHOLE and key not in _SKIPPED:
-            try:
-                ends = storage.has_parquet_ends(path)
-            except FileNotFoundError:  # deleted by a merge: readers list again
+        try:
+            if check(storage, path):
                 kept.append(path)
-                continue
-            except PermissionError as error:
-                skip(storage, path, _not_permitted(error))
-                continue
-            if ends:
-                _WHOLE.add(key)
-            else:
-                skip(storage, path, "it is not a whole Parquet file (no PAR1 at its start or end)")
-        if key in _WHOLE:
+        except FileNotFoundError:  # deleted by a merge: readers list again
             kept.append(path)
-    if len(_WHOLE) > 1_000_000:
-        _WHOLE.clear()
     return kept
 
 

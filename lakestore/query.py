@@ -262,8 +262,17 @@ class Store:
         runs_of: dict[str, str] = {}
         fetched: set[str] = set()
 
-        def usable(paths: list[str]) -> list[str]:
-            return [path for path in paths if not files.skipped(storage, path)]
+        def usable(paths: list[str], *, parts: bool = False) -> list[str]:
+            """``paths`` less the files readers skip. A file DuckDB is to read has its
+            footer checked first, as DuckDB would cast a column of text to numbers where
+            the other readers refuse the file; but not a part on an object store, where a
+            footer costs a request and only merges write parts. Fetched files are checked
+            as they are read."""
+            kept = [path for path in paths if not files.skipped(storage, path)]
+            if parts and storage.fs is not None:
+                return kept
+            sound = set(files.sound(storage, [path for path in kept if path not in fetched]))
+            return [path for path in kept if path in fetched or path in sound]
 
         listed = layout.list_experiments(storage) if narrowed is None else narrowed
         for found in listed.values():
@@ -273,13 +282,14 @@ class Store:
                     path for path, size in found.sizes.items() if size <= FETCH_WHOLE_BYTES
                 )
             for table in format.TABLES:
-                parts = usable([] if snapshot is None else snapshot.live_parts(table))
-                inbox = files.whole(storage, usable(found.unmerged(table)))
+                parts = usable([] if snapshot is None else snapshot.live_parts(table), parts=True)
+                inbox = usable(found.unmerged(table))
                 sources[f"{table}_files"] += parts + inbox
                 runs_of.update((path, found.inbox[path].run or "") for path in inbox)
                 if table == "metrics":
                     summaries = usable(
-                        [] if snapshot is None else snapshot.live_parts(format.SUMMARIES)
+                        [] if snapshot is None else snapshot.live_parts(format.SUMMARIES),
+                        parts=True,
                     )
                     sources["metric_summaries"] += summaries
                     sources["metrics_unsummarised"] += inbox if summaries else parts + inbox

@@ -33,8 +33,6 @@ DEFAULT_URI = "lakestore-data"
 Not ./lakestore, which in a checkout of this project is the package itself."""
 
 
-_PARQUET_MAGIC = b"PAR1"
-
 TEMPORARY_PREFIX = "."
 """Local files being written start with this and end in ``.tmp``: readers skip them."""
 
@@ -179,13 +177,6 @@ class Storage(ABC):
     def open_read(self, relative: str) -> BinaryIO:
         """``relative`` opened for reading, seekable (Parquet readers read the footer first)."""
 
-    def has_parquet_ends(self, relative: str) -> bool:
-        """False if ``relative`` is surely not a whole Parquet file: its first or last four
-        bytes are not ``PAR1`` (a copy cut short, garbage bytes, a CSV file). Object stores
-        answer True without reading: there a read costs a request per file, and a file is
-        one PUT, never partial; readers find a bad object when they fail on it."""
-        return True
-
     @abstractmethod
     def delete(self, relative: str) -> None:
         """Remove ``relative``; a file already gone is fine."""
@@ -307,18 +298,6 @@ class LocalStorage(Storage):
 
     def open_read(self, relative: str) -> BinaryIO:
         return open(self.path(relative), "rb")
-
-    def has_parquet_ends(self, relative: str) -> bool:
-        descriptor = os.open(self.path(relative), os.O_RDONLY)
-        try:
-            size = os.fstat(descriptor).st_size
-            return (
-                size >= 12
-                and os.pread(descriptor, 4, 0) == _PARQUET_MAGIC
-                and os.pread(descriptor, 4, size - 4) == _PARQUET_MAGIC
-            )
-        finally:
-            os.close(descriptor)
 
     def remove_temporary(self, older_than: float) -> int:
         removed = 0
