@@ -21,7 +21,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lakestore import format, merge
+from lakestore import format, merge, system_metrics
 from lakestore.errors import (
     InvalidValueError,
     NoActiveRunError,
@@ -130,6 +130,7 @@ class Run:
         self._params_lock = threading.Lock()
         self._status: str = "RUNNING"
         self._writer = RunWriter(storage, experiment, run_id, options)
+        self._sampler: system_metrics.SystemMetricsSampler | None = None
 
     def __repr__(self) -> str:
         return (
@@ -273,6 +274,8 @@ class Run:
         """
         if status not in format.RUN_STATUSES or status == "RUNNING":
             raise InvalidValueError(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
+        if self._sampler is not None:
+            self._sampler.stop()  # its last sample is logged before the run ends
         if not self._writer.closed:
             now = _now_us()
             self._writer.append_rows("runs", [_event(status, self, end_time=now, event_time=now)])
@@ -482,6 +485,8 @@ def start_run(
     storage_options: dict[str, Any] | None = None,
     flush_interval: float | None = None,
     flush_rows: int | None = None,
+    log_system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
 ) -> Run:
     """Start a new run, or resume the run ``run_id``, and make it the active run.
 
@@ -490,6 +495,11 @@ def start_run(
     parent is recorded). ``store`` overrides the store set by set_store(). Data reaches the
     store every ``flush_interval`` seconds (default 5), when ``flush_rows`` metric rows are
     buffered, and when the run ends.
+
+    With ``log_system_metrics`` (default: ``$LAKESTORE_SYSTEM_METRICS``), the machine's
+    CPU, memory, disk, network and GPU figures are logged as metrics named as MLflow names
+    them (``system/cpu_utilization_percentage``, ...) every ``system_metrics_interval``
+    seconds (default: ``$LAKESTORE_SYSTEM_METRICS_INTERVAL``, else 10) until the run ends.
     """
     stack = tuple(run for run in _active_runs.get() if run.status == "RUNNING")
     if stack and not nested:
@@ -504,6 +514,8 @@ def start_run(
     if run_name is not None:
         format.check_text(run_name, "run name")
     options = WriterOptions.from_environment(flush_interval, flush_rows)
+    sampling = system_metrics.enabled(log_system_metrics)
+    interval = system_metrics.interval_of(system_metrics_interval) if sampling else None
     storage = open_for_writing(store, storage_options)
     _register_exit_handler()
 
@@ -548,6 +560,9 @@ def start_run(
         raise
     _open_runs.add(run)
     _active_runs.set((*stack, run))
+    if interval is not None:
+        run._sampler = system_metrics.SystemMetricsSampler(run, interval)
+        run._sampler.start()
     return run
 
 
