@@ -488,6 +488,12 @@ class Store:
             self._pinned_runs[key] = _of_runs(self._live_files(narrowed), runs)
         return self._pinned_runs[key]
 
+    def _result(self, table: pa.Table) -> duckdb.DuckDBPyRelation:
+        """``table``, computed already, as a relation on a cursor of its own: a result
+        read as a stream (``.arrow()`` under DuckDB 2) holds its connection until it is
+        drained, and must not hold the Store's."""
+        return self.connection.cursor().from_arrow(table)
+
     def _learn_experiments(self, table: pa.Table) -> set[str]:
         """The runs in ``table`` (a result with ``experiment`` and ``run_id`` columns),
         whose experiments are remembered, so that later questions about them list only
@@ -531,10 +537,11 @@ class Store:
     def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyRelation:
         """Run a SQL query over the store's views.
 
-        The result is a DuckDB relation: ``.arrow()``, ``.pl()``, ``.df()``, ``.fetchall()``,
-        ``.write_csv(path)``, ``.write_parquet(path)``. Its rows are read when fetched,
-        from the files live when this (or a later call of this store) listed them;
-        docs/QUERYING.md says how long they are kept. A file DuckDB cannot read is found
+        The result is a DuckDB relation: ``.to_arrow_table()``, ``.pl()``, ``.df()``,
+        ``.fetchall()``, ``.write_csv(path)``, ``.write_parquet(path)`` (``.arrow()`` is a
+        stream under DuckDB 2, holding the connection until drained). Its rows are read
+        when fetched, from the files live when this (or a later call of this store) listed
+        them; docs/QUERYING.md says how long they are kept. A file DuckDB cannot read is found
         while binding, or else fails the fetch: :meth:`arrow` runs the query again
         without it. A store opened ``read_only`` (or as a sandbox) raises ReadOnlyError
         for any statement but a read.
@@ -632,9 +639,9 @@ class Store:
             where.append("list_contains(?, r.experiment)")
             parameters.append(list(experiments))
         order_terms = [
-            f"{column} {'DESC' if descending else 'ASC'} NULLS LAST"
+            term
             for index, (key, descending) in enumerate(order)
-            for column in _order_columns(key, len(compiled.keys) + index)
+            for term in _order_terms(key, len(compiled.keys) + index, descending)
         ]
         order_terms += ["r.start_time DESC", "r.run_id"]
         if max_results is not None:
@@ -699,7 +706,7 @@ class Store:
         # Sorted here: DuckDB sorts rows of thousands of columns slowly (quadratic in width).
         table = table.sort_by("_position").drop_columns("_position")
         self._learn_experiments(table)
-        return self.connection.from_arrow(table)
+        return self._result(table)
 
     def compare(self, run_ids: list[str], *, only_differences: bool = False) -> Comparison:
         """Params and summary metrics of ``run_ids`` side by side: a row per key, a column
@@ -744,7 +751,7 @@ class Store:
                 _to_arrow,
                 runs=run_ids,
             )
-            sides[name] = self.connection.from_arrow(table)
+            sides[name] = self._result(table)
         return Comparison(params=sides["params"], metrics=sides["metrics"])
 
     def metric_history(
@@ -775,7 +782,7 @@ class Store:
             history = self._run(
                 query, parameters, _to_arrow, runs=run_ids, found=self._learn_experiments
             )
-            return self.connection.from_arrow(history)
+            return self._result(history)
         if not isinstance(points, int) or isinstance(points, bool) or points < 1:
             raise QueryError(f"points must be a whole number >= 1, got {points!r}")
         parameters["points"] = points
@@ -799,7 +806,7 @@ class Store:
         history = self._run(
             query, parameters, _to_arrow, runs=run_ids, found=self._learn_experiments
         )
-        return self.connection.from_arrow(history)
+        return self._result(history)
 
     def _repr_html_(self) -> str:
         """The store's experiments, as a notebook shows a Store."""
@@ -877,15 +884,20 @@ def _identifier(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _order_columns(key: search.Key, index: int) -> list[str]:
-    """The SQL expressions that order by ``key`` (joined as number ``index``)."""
+def _order_terms(key: search.Key, index: int, descending: bool) -> list[str]:
+    """The ORDER BY terms for ``key`` (joined as number ``index``). As in MLflow, missing
+    values come last and NaN just before them, ascending or descending; params sort as
+    numbers, then as text."""
+    direction = "DESC" if descending else "ASC"
     if key.kind == "attributes":
-        return [f"r.{search.ATTRIBUTES[key.name]}"]
-    if key.kind == "metrics":
-        return [f"m.latest_{index}"]
+        return [f"r.{search.ATTRIBUTES[key.name]} {direction} NULLS LAST"]
+    if key.kind == "tags":
+        return [f"{search.tag_column(key, index)} {direction} NULLS LAST"]
+    number = f"m.latest_{index}" if key.kind == "metrics" else f"p.value_float_{index}"
+    terms = [f"isnan({number}) NULLS LAST", f"{number} {direction} NULLS LAST"]
     if key.kind == "params":
-        return [f"p.value_float_{index}", f"p.value_{index}"]  # numbers numerically, then text
-    return [f"t.value_{index}"]
+        terms.append(f"p.value_{index} {direction} NULLS LAST")
+    return terms
 
 
 def connect(

@@ -25,6 +25,7 @@ _TOKEN = re.compile(
   | (?P<op><=|>=|!=|<>|=|<|>)
   | (?P<punct>[(),.])
   | (?P<backtick>`(?:[^`]|``)*`)
+  | (?P<dotted>[A-Za-z_]+\.[A-Za-z0-9_\-:/.]+)
   | (?P<word>[A-Za-z_][A-Za-z0-9_\-:/]*)
     """,
     re.VERBOSE,
@@ -49,13 +50,28 @@ ATTRIBUTES = {
     "run_id": "run_id",
     "id": "run_id",
     "run_name": "run_name",
+    "run name": "run_name",
     "status": "status",
     "start_time": "start_time",
+    "created": "start_time",
     "end_time": "end_time",
     "user": '"user"',
+    "user_id": '"user"',
     "experiment": "experiment",
 }
-_TIME_ATTRIBUTES = ("start_time", "end_time")
+"""Attribute names a filter takes (MLflow's, and ``user`` and ``experiment``): column of
+``runs``."""
+_TIME_COLUMNS = ("start_time", "end_time")
+
+SYSTEM_TAGS = {
+    "mlflow.parentRunId": "parent_run_id",
+    "mlflow.runName": "run_name",
+    "mlflow.user": '"user"',
+}
+"""MLflow's system tags that lakestore keeps as columns of ``runs``: a filter on one reads
+the tag if a run has it (an imported run), else the column."""
+
+_ORDERED = ("<", "<=", ">", ">=")
 MAX_DEPTH = 50
 """Deepest nesting of parentheses a filter may use."""
 
@@ -179,10 +195,17 @@ class _Parser:
     def key(self) -> Key:
         """Parse ``prefix.name`` (name bare, `backticked` or "quoted"), or an attribute."""
         token = self.token
-        if token.kind != "word":
+        if token.kind not in ("word", "dotted"):
             raise self._fail("a key such as metrics.acc, params.lr or attributes.status")
         self._advance()
         word = token.text.lower()
+        if token.kind == "dotted":  # prefix.name, the name running to the first space
+            prefix, name = token.text.split(".", 1)
+            if prefix.lower() in _PREFIXES:
+                kind = _PREFIXES[prefix.lower()]
+                return self._checked_key(kind, name)
+            self.index -= 1
+            raise self._fail("a key such as metrics.acc, params.lr or attributes.status")
         if self.token.text == "." and word in _PREFIXES:
             self._advance()
             kind = _PREFIXES[word]
@@ -201,6 +224,9 @@ class _Parser:
         else:
             self.index -= 1
             raise self._fail("a key such as metrics.acc, params.lr or attributes.status")
+        return self._checked_key(kind, name)
+
+    def _checked_key(self, kind: str, name: str) -> Key:
         if kind == "attributes" and name.lower() not in ATTRIBUTES:
             self.index -= 1
             raise self._fail(f"an attribute ({', '.join(sorted(ATTRIBUTES))})")
@@ -262,7 +288,13 @@ class _Parser:
         operator = self._advance().text
         operator = "!=" if operator == "<>" else operator
         value = self._value()
-        return f"{column.for_values([value])} {operator} {self._bind(key, column, value)}"
+        compared = column.for_values([value])
+        sql = f"{compared} {operator} {self._bind(key, column, value)}"
+        if operator in _ORDERED and compared == column.numeric and key.kind != "attributes":
+            # As in IEEE 754 and MLflow, no ordered comparison matches NaN (DuckDB orders
+            # NaN above every number).
+            return f"({sql} AND NOT isnan({compared}))"
+        return sql
 
     def _bind(self, key: Key, column: _Column, value: object) -> str:
         if key.kind == "metrics" and not isinstance(value, (int, float)):
@@ -275,14 +307,23 @@ class _Parser:
     def _column(self, key: Key, index: int) -> _Column:
         if key.kind == "attributes":
             name = ATTRIBUTES[key.name]
-            if key.name in _TIME_ATTRIBUTES:
+            if name in _TIME_COLUMNS:
                 return _Column(f"r.{name}", numeric=f"epoch_ms(r.{name})")
             return _Column(f"r.{name}")
         if key.kind == "metrics":
             return _Column(f"m.latest_{index}", numeric=f"m.latest_{index}")
         if key.kind == "params":
             return _Column(f"p.value_{index}", numeric=f"p.value_float_{index}")
-        return _Column(f"t.value_{index}")
+        return _Column(tag_column(key, index))
+
+
+def tag_column(key: Key, index: int) -> str:
+    """The SQL of the tag ``key`` (joined as number ``index``), MLflow's system tags
+    falling back to their column of ``runs``."""
+    column = SYSTEM_TAGS.get(key.name)
+    if column is None:
+        return f"t.value_{index}"
+    return f"coalesce(t.value_{index}, r.{column})"
 
 
 @dataclass
@@ -291,10 +332,6 @@ class _Column:
 
     text_column: str
     numeric: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.numeric or self.text_column
 
     def for_values(self, values: list[object]) -> str:
         numbers = [isinstance(value, (int, float)) for value in values]

@@ -63,7 +63,9 @@ def _names(store: lakestore.Store, filter_string: str, **options) -> list[str]:
     ("filter_string", "expected"),
     [
         ("", {"a", "b", "c", "d", "e", "z"}),
-        ("metrics.acc > 0.9", {"a", "c", "d", "z"}),  # NaN sorts above every number
+        ("metrics.acc > 0.9", {"a", "d", "z"}),  # no ordered comparison matches NaN
+        ("metrics.acc <= 0.9", {"b", "e"}),
+        ("metrics.acc != 0.95", {"b", "c", "d", "e", "z"}),  # NaN differs from every number
         ("metrics.acc < 0", {"e"}),
         ("metrics.acc = 'inf'", FilterError),
         ("metric.acc >= 0.8 AND metric.acc <= 0.95", {"a", "b"}),
@@ -86,7 +88,7 @@ def _names(store: lakestore.Store, filter_string: str, **options) -> list[str]:
         ("run_name NOT IN ('a', 'b')", {"c", "d", "e", "z"}),
         (
             "params.optimizer = 'sgd' OR (tags.team = 'vision' AND metrics.acc > 0.9)",
-            {"a", "b", "c"},
+            {"a", "b"},
         ),
         ("attributes.experiment = 'other'", {"z"}),
         ("attributes.start_time > 0", {"a", "b", "c", "d", "e", "z"}),
@@ -123,8 +125,15 @@ def test_a_bad_filter_points_at_the_bad_token(sweep) -> None:
 def test_results_are_ordered_limited_and_wide(sweep) -> None:
     uri, ids = sweep
     with lakestore.connect(uri) as store:
+        # As in MLflow: NaN after every number, either way, and missing values last.
         assert _names(store, "", order_by=["metrics.acc DESC"], experiments=["sweep"]) == [
-            "c", "d", "a", "b", "e"
+            "d", "a", "b", "e", "c"
+        ]  # fmt: skip
+        assert _names(store, "", order_by=["metrics.acc"], experiments=["sweep"]) == [
+            "e", "b", "a", "d", "c"
+        ]  # fmt: skip
+        assert _names(store, "", order_by=["metrics.`f1 score` DESC", "metrics.acc"]) == [
+            "e", "b", "a", "d", "c", "z"
         ]  # fmt: skip
         assert _names(store, "", order_by=["params.lr ASC"], max_results=3) == ["c", "b", "a"]
         assert _names(store, "", order_by=["attributes.run_name DESC"], max_results=2) == ["z", "e"]
@@ -327,3 +336,63 @@ def test_a_view_of_the_users_reads_the_files_of_the_tables_it_names(
         store.sql('CREATE VIEW "x AS y" AS SELECT count(*) AS n FROM accuracy')
         assert store.sql("SELECT * FROM accuracy").fetchall() == [(run.run_id, 0.5)]
         assert store.sql('SELECT n FROM "x AS y"').fetchall() == [(1,)]
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """A parent run and its child, whose keys have dots in them, as MLflow users name them."""
+    uri = str(tmp_path_factory.mktemp("family"))
+    with lakestore.start_run(store=uri, experiment="e", run_name="parent") as parent:
+        parent.log_metric("f1.macro", 0.2)
+        with lakestore.start_run(store=uri, run_name="child", nested=True) as child:
+            child.log_params({"model.name": "resnet50", "lr": 0.1})
+            child.set_tags({"env.region": "eu"})
+            child.log_metrics({"f1.macro": 0.6, "top.5": 0.9})
+    return uri, {"parent": parent.run_id, "child": child.run_id}
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("params.model.name LIKE 'res%'", {"child"}),  # the key: all after the first dot
+        ("tags.env.region = 'eu'", {"child"}),
+        ("metrics.f1.macro >= 0.5", {"child"}),
+        ("metrics.top.5 > 0.5 and params.lr=0.1", {"child"}),
+        ("tags.`mlflow.parentRunId` = '{parent}'", {"child"}),  # MLflow's system tags
+        ("tags.mlflow.parentRunId IS NULL", {"parent"}),
+        ("tags.`mlflow.runName` = 'parent'", {"parent"}),
+        ("tags.mlflow.user = '{user}'", {"parent", "child"}),
+        ("attributes.created > 0", {"parent", "child"}),  # MLflow's attribute names
+        ("attributes.`run name` = 'child'", {"child"}),
+        ("attributes.`Run Name` = 'child'", {"child"}),
+        ("attributes.user_id = '{user}'", {"parent", "child"}),
+        ("metrics.f1.macro. > 0", set()),  # another key, which no run has
+    ],
+)
+def test_keys_and_attributes_as_mlflow_names_them(family, filter_string, expected) -> None:
+    import getpass
+
+    uri, ids = family
+    filter_string = filter_string.format(parent=ids["parent"], user=getpass.getuser())
+    with lakestore.connect(uri) as store:
+        assert set(_names(store, filter_string)) == expected
+
+
+def test_mlflow_attribute_names_order_runs(family) -> None:
+    uri, _ = family
+    with lakestore.connect(uri) as store:
+        assert _names(store, "", order_by=["attributes.created DESC"]) == ["child", "parent"]
+        assert _names(store, "", order_by=["tags.mlflow.runName"]) == ["child", "parent"]
+        assert _names(store, "", order_by=["metrics.f1.macro DESC"]) == ["child", "parent"]
+
+
+def test_a_result_read_as_a_stream_does_not_hold_the_store(sweep) -> None:
+    uri, ids = sweep
+    with lakestore.connect(uri) as store:
+        streams = [
+            store.search_runs("").arrow(),
+            store.compare([ids["a"], ids["b"]]).params.arrow(),
+            store.metric_history(ids["a"], "acc").arrow(),
+        ]
+        assert store.sql("SELECT count(*) FROM runs").fetchall() == [(6,)]
+        assert [sum(batch.num_rows for batch in stream) for stream in streams] == [6, 3, 2]
