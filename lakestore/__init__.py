@@ -3,11 +3,22 @@
 from typing import TYPE_CHECKING, Any
 
 from lakestore.errors import LakestoreError
+from lakestore.reading import (
+    ExperimentRecord,
+    RunRecord,
+    get_experiment_by_name,
+    get_metric_history,
+    get_run,
+    search_experiments,
+    search_runs,
+)
 from lakestore.stores import get_store_uri, set_store
 from lakestore.tracking import (
     Run,
     active_run,
+    delete_tag,
     end_run,
+    last_active_run,
     log_metric,
     log_metric_series,
     log_metrics,
@@ -51,21 +62,30 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ExperimentRecord",
     "LakestoreError",
     "Run",
+    "RunRecord",
     "Store",
     "active_run",
     "check",
     "clean",
     "compact",
     "connect",
+    "delete_tag",
     "end_run",
+    "get_experiment_by_name",
+    "get_metric_history",
+    "get_run",
     "get_store_uri",
+    "last_active_run",
     "log_metric",
     "log_metric_series",
     "log_metrics",
     "log_param",
     "log_params",
+    "search_experiments",
+    "search_runs",
     "set_experiment",
     "set_store",
     "set_tag",

@@ -216,6 +216,24 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+_NAME_WORDS = (
+    "amber bold brisk calm clever crisp daring eager fair fleet gentle glad grand hardy "
+    "keen lively lucid merry mellow nimble noble placid proud quick quiet rapid serene "
+    "sharp shy silent sleek steady stout swift tidy vivid warm wise witty zesty",
+    "badger bison crane dingo eagle egret falcon ferret gecko heron ibex jackal koala "
+    "lemur lynx marten moose newt ocelot orca otter panda puffin quail raven robin "
+    "salmon seal shrew sloth stork tapir toucan trout viper walrus wombat yak zebra",
+)
+
+
+def new_run_name() -> str:
+    """A readable name for a run started without one, as MLflow gives (``swift-heron-42``)."""
+    import random
+
+    adjectives, animals = (words.split() for words in _NAME_WORDS)
+    return f"{random.choice(adjectives)}-{random.choice(animals)}-{random.randrange(1000)}"
+
+
 def check_experiment_name(name: object) -> str:
     """Return ``name`` if it can name an experiment, else raise InvalidNameError."""
     if not isinstance(name, str):

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from lakestore.reading import RunRecord
+
 _BIND_ATTEMPTS = 10
 
 _WIDTH_LIMITS = ("Pivot column limit", "Too many columns")
@@ -707,6 +709,13 @@ class Store:
         table = table.sort_by("_position").drop_columns("_position")
         self._learn_experiments(table)
         return self._result(table)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run ``run_id``: attributes, params, latest metrics and tags (RunNotFoundError
+        if the store has no such run)."""
+        from lakestore.reading import run_record
+
+        return run_record(self, run_id)
 
     def compare(self, run_ids: list[str], *, only_differences: bool = False) -> Comparison:
         """Params and summary metrics of ``run_ids`` side by side: a row per key, a column

@@ -276,6 +276,8 @@ class Run:
             raise InvalidValueError(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
         if self._sampler is not None:
             self._sampler.stop()  # its last sample is logged before the run ends
+        global _last_active
+        _last_active = self
         if not self._writer.closed:
             now = _now_us()
             self._writer.append_rows("runs", [_event(status, self, end_time=now, event_time=now)])
@@ -527,6 +529,8 @@ def start_run(
             experiment = stack[-1].experiment if nested and stack else DEFAULT_EXPERIMENT
         experiment = format.check_experiment_name(experiment)
         run_id = format.new_id()
+        if run_name is None:
+            run_name = format.new_run_name()
     else:
         format.check_run_id(run_id)
         found = _find_run(storage, run_id)
@@ -558,8 +562,10 @@ def start_run(
     except BaseException:
         run._writer.discard()  # no run was started: leave nothing to be written later
         raise
+    global _last_active
     _open_runs.add(run)
     _active_runs.set((*stack, run))
+    _last_active = run
     if interval is not None:
         run._sampler = system_metrics.SystemMetricsSampler(run, interval)
         run._sampler.start()
@@ -576,6 +582,15 @@ def active_run() -> Run | None:
         if run.status == "RUNNING":  # a run ended from another thread is no longer active
             return run
     return None
+
+
+_last_active: Run | None = None
+
+
+def last_active_run() -> Run | None:
+    """The active run, else the run of this process that was active last (the last one
+    ended), else None: as in MLflow, for reading back the run a training call logged."""
+    return active_run() or _last_active
 
 
 def _require_active_run() -> Run:
@@ -629,6 +644,11 @@ def set_tag(key: str, value: Any) -> None:
 def set_tags(tags: dict[str, Any]) -> None:
     """Set several tags on the active run."""
     _require_active_run().set_tags(tags)
+
+
+def delete_tag(key: str) -> None:
+    """Remove a tag of the active run."""
+    _require_active_run().delete_tag(key)
 
 
 _uncaught: list[type[BaseException]] = []
@@ -713,12 +733,13 @@ def _forget_runs_after_fork() -> None:
 
     Locks another thread of the parent held at the fork stay held in the child: renew them.
     """
-    global _clock_lock
+    global _clock_lock, _last_active
     _clock_lock = threading.Lock()
     for run in _open_runs:
         run._writer.abandon_after_fork()
     _open_runs.clear()
     _active_runs.set(())
+    _last_active = None
 
 
 os.register_at_fork(after_in_child=_forget_runs_after_fork)

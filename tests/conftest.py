@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lakestore import merge, stores, tracking
+from lakestore import merge, reading, stores, tracking
 
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "lakestore-test",
@@ -109,4 +109,6 @@ def _no_leftover_runs() -> Iterator[None]:
         run.end("KILLED")
     stores.reset()
     merge.reset()
+    reading.reset()
     tracking._experiment = None
+    tracking._last_active = None

@@ -111,7 +111,9 @@ def _sql(uri: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 def _witness(uri: str) -> str:
     """A run of another experiment, logged first: it must survive whatever follows."""
-    with lakestore.start_run(store=uri, experiment="witness", tags={"t": "v"}) as run:
+    with lakestore.start_run(
+        store=uri, experiment="witness", run_name="witness", tags={"t": "v"}
+    ) as run:
         run.log_param("p", "kept")
         run.log_metric("m", 1.0, step=0)
         run.log_metric("m", 2.0, step=1)
@@ -202,7 +204,7 @@ def test_hostile_names_stay_inside_the_store_and_read_back_exactly(
                 for name in names
                 for table in ("runs", "params", "tags")
             ]
-            + [("runs", "witness", None, None), ("params", "witness", "p", "kept")]
+            + [("runs", "witness", "witness", "witness"), ("params", "witness", "p", "kept")]
             + [("tags", "witness", "t", "v")],
             key=repr,
         )

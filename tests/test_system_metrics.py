@@ -287,7 +287,8 @@ def samples(run, count):
     while run._sampler.step < count:
         time.sleep(0.02)
 
-parent = lakestore.start_run(experiment="e", log_system_metrics=True, system_metrics_interval=0.05)
+parent = lakestore.start_run(experiment="e", run_name="parent", log_system_metrics=True,
+                             system_metrics_interval=0.05)
 samples(parent, 2)
 child = os.fork()
 if child == 0:  # exits normally: its exit hooks must leave the parent's run alone
@@ -316,7 +317,7 @@ def test_a_forked_child_samples_its_own_run_and_leaves_its_parents_alone(tmp_pat
             "FROM metrics m JOIN runs r USING (run_id) "
             "WHERE m.key = 'system/cpu_utilization_percentage' GROUP BY ALL ORDER BY 1"
         ).fetchall()
-    assert [row[:3] for row in writers] == [("child", "FINISHED", 1), (None, "FINISHED", 1)]
+    assert [row[:3] for row in writers] == [("child", "FINISHED", 1), ("parent", "FINISHED", 1)]
     assert all(steps >= 2 for *_, steps in writers)
 
 

@@ -1,0 +1,178 @@
+"""Reading runs and experiments back, as MLflow's fluent API does.
+
+``lakestore.get_run(run_id)``, ``lakestore.search_runs(...)``,
+``lakestore.get_metric_history(run_id, key)``, ``lakestore.get_experiment_by_name(name)``
+and ``lakestore.search_experiments()`` answer from the store runs are written to (or
+``store=``) without a ``Store`` to open and close: each process keeps one open per store
+and reads the files live at each call. A run and an experiment come back as plain
+records (:class:`RunRecord`, :class:`ExperimentRecord`); searches and histories as DuckDB
+relations, as :class:`lakestore.Store` gives them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakestore.errors import RunNotFoundError
+from lakestore.stores import get_store_options, get_store_uri
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from lakestore.query import Store
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the store holds it now: attributes, params, latest metrics and tags."""
+
+    run_id: str
+    experiment: str
+    run_name: str | None
+    status: str
+    parent_run_id: str | None
+    user: str | None
+    host: str | None
+    start_time: dt.datetime | None
+    end_time: dt.datetime | None
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The latest value of each metric (greatest step, then latest timestamp)."""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """One experiment: its name (lakestore's experiment id too) and its runs."""
+
+    name: str
+    runs: int
+    first_start: dt.datetime | None
+    last_start: dt.datetime | None
+
+
+def run_record(store: Store, run_id: str) -> RunRecord:
+    """The run ``run_id`` of ``store``; RunNotFoundError if the store has no such run."""
+    attributes = store._run(
+        'SELECT experiment, run_id, run_name, status, parent_run_id, "user", host, '
+        "start_time, end_time FROM runs WHERE run_id = $id",
+        {"id": run_id},
+        lambda relation: relation.fetchall(),
+        runs=[run_id],
+    )
+    if not attributes:
+        raise RunNotFoundError(f"no run {run_id!r} in store {store.storage.url}")
+    [(experiment, _, name, status, parent, user, host, start, end)] = attributes
+    keyed = store._run(
+        "SELECT 'params', key, value, NULL FROM params WHERE run_id = $id "
+        "UNION ALL SELECT 'tags', key, value, NULL FROM tags WHERE run_id = $id "
+        "UNION ALL SELECT 'metrics', key, NULL, latest FROM metric_summary WHERE run_id = $id",
+        {"id": run_id},
+        lambda relation: relation.fetchall(),
+        runs=[run_id],
+    )
+    sections: dict[str, dict[str, Any]] = {"params": {}, "tags": {}, "metrics": {}}
+    for section, key, text, number in keyed:
+        sections[section][key] = number if section == "metrics" else text
+    return RunRecord(run_id, experiment, name, status, parent, user, host, start, end, **sections)
+
+
+def experiment_records(store: Store, name: str | None = None) -> list[ExperimentRecord]:
+    """The experiments of ``store`` (only ``name``, if given), by name."""
+    rows = store._run(
+        "SELECT experiment, runs, first_start, last_start FROM experiments "
+        "WHERE $name IS NULL OR experiment = $name ORDER BY experiment",
+        {"name": name},
+        lambda relation: relation.fetchall(),
+    )
+    return [ExperimentRecord(*row) for row in rows]
+
+
+# -- the module-level functions -------------------------------------------------------------
+
+_open: dict[tuple[str, str], Store] = {}
+_open_lock = threading.Lock()
+
+
+def _reading(store: str | os.PathLike[str] | None) -> Store:
+    """This process's open Store of ``store`` (default: the store runs are written to)."""
+    from lakestore.query import connect
+
+    uri, options = (get_store_uri(), get_store_options()) if store is None else (store, {})
+    key = (os.fspath(uri), repr(sorted(options.items())))
+    with _open_lock:
+        opened = _open.get(key)
+        if opened is None:
+            opened = _open[key] = connect(uri, options)
+        return opened
+
+
+def get_run(run_id: str, *, store: str | os.PathLike[str] | None = None) -> RunRecord:
+    """The run ``run_id`` as the store holds it now (RunNotFoundError if it has none)."""
+    opened = _reading(store)
+    with _open_lock:
+        return run_record(opened, run_id)
+
+
+def search_runs(
+    filter_string: str | None = None,
+    *,
+    order_by: list[str] | None = None,
+    max_results: int | None = 1000,
+    experiments: list[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> duckdb.DuckDBPyRelation:
+    """Runs matching an MLflow filter: :meth:`lakestore.Store.search_runs` on the store
+    runs are written to (or ``store``)."""
+    opened = _reading(store)
+    with _open_lock:
+        return opened.search_runs(
+            filter_string, order_by=order_by, max_results=max_results, experiments=experiments
+        )
+
+
+def get_metric_history(
+    run_id: str, key: str, *, store: str | os.PathLike[str] | None = None
+) -> duckdb.DuckDBPyRelation:
+    """Every logged point of metric ``key`` of run ``run_id``, in step order."""
+    opened = _reading(store)
+    with _open_lock:
+        return opened.metric_history(run_id, key)
+
+
+def get_experiment_by_name(
+    name: str, *, store: str | os.PathLike[str] | None = None
+) -> ExperimentRecord | None:
+    """The experiment ``name``, or None if the store has no run in it."""
+    opened = _reading(store)
+    with _open_lock:
+        found = experiment_records(opened, name)
+    return found[0] if found else None
+
+
+def search_experiments(*, store: str | os.PathLike[str] | None = None) -> list[ExperimentRecord]:
+    """Every experiment of the store, by name."""
+    opened = _reading(store)
+    with _open_lock:
+        return experiment_records(opened)
+
+
+def reset() -> None:
+    """Close the Stores this module opened (tests and notebooks start clean with it)."""
+    with _open_lock:
+        for opened in _open.values():
+            opened.close()
+        _open.clear()
+
+
+def _forget_after_fork() -> None:
+    global _open_lock
+    _open_lock = threading.Lock()
+    _open.clear()  # the parent's DuckDB connections are not the child's to use
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
