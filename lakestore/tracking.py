@@ -55,6 +55,12 @@ def set_experiment(name: str) -> None:
     _experiment = format.check_experiment_name(name)
 
 
+def current_experiment() -> str:
+    """The experiment of a run started now without one: set_experiment()'s, else
+    ``$LAKESTORE_EXPERIMENT``, else "default"."""
+    return _experiment or os.environ.get("LAKESTORE_EXPERIMENT") or DEFAULT_EXPERIMENT
+
+
 _last_us = 0
 _clock_lock = threading.Lock()
 
@@ -511,6 +517,42 @@ def start_run(
         )
     if nested and stack and parent_run_id is None:
         parent_run_id = stack[-1].run_id
+    chosen = _experiment or os.environ.get("LAKESTORE_EXPERIMENT")
+    if experiment is None and run_id is None and chosen is None and nested and stack:
+        experiment = stack[-1].experiment  # a child run lives with its parent
+    run = begin_run(
+        run_id,
+        experiment=experiment,
+        run_name=run_name,
+        tags=tags,
+        parent_run_id=parent_run_id,
+        store=store,
+        storage_options=storage_options,
+        flush_interval=flush_interval,
+        flush_rows=flush_rows,
+        log_system_metrics=log_system_metrics,
+        system_metrics_interval=system_metrics_interval,
+    )
+    _active_runs.set((*stack, run))
+    return run
+
+
+def begin_run(
+    run_id: str | None = None,
+    *,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    store: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    flush_interval: float | None = None,
+    flush_rows: int | None = None,
+    log_system_metrics: bool | None = None,
+    system_metrics_interval: float | None = None,
+) -> Run:
+    """Start a new run, or resume ``run_id``, as start_run() does but without making it
+    the active run: for code that logs through the Run object (MLflow's client)."""
     if parent_run_id is not None:
         format.check_run_id(parent_run_id)
     if run_name is not None:
@@ -526,7 +568,7 @@ def start_run(
         if experiment is None:
             experiment = _experiment or os.environ.get("LAKESTORE_EXPERIMENT")
         if experiment is None:
-            experiment = stack[-1].experiment if nested and stack else DEFAULT_EXPERIMENT
+            experiment = DEFAULT_EXPERIMENT
         experiment = format.check_experiment_name(experiment)
         run_id = format.new_id()
         if run_name is None:
@@ -564,7 +606,6 @@ def start_run(
         raise
     global _last_active
     _open_runs.add(run)
-    _active_runs.set((*stack, run))
     _last_active = run
     if interval is not None:
         run._sampler = system_metrics.SystemMetricsSampler(run, interval)
