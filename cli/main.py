@@ -542,6 +542,45 @@ def compact(
     typer.echo(f"merged {merged} inbox file(s)", err=True)
 
 
+import_app = typer.Typer(
+    help="Copy runs from another tracker into the store (again: only new runs are added).",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("mlflow")
+def import_mlflow(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="The MLflow store: sqlite:///path/mlflow.db, or an mlruns folder "
+            "(file: URL or path)."
+        ),
+    ],
+    store: StoreOption = None,
+) -> None:
+    """Import an MLflow tracking store: experiments, runs with their ids, names, statuses,
+    times and parents, params, tags and full metric histories."""
+    from rich.progress import Progress
+
+    from lakestore.importing import import_mlflow as run_import
+
+    with _errors(), Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("importing runs", total=None)
+        summary = run_import(
+            source,
+            store=store,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    typer.echo(
+        f"imported {summary.imported} run(s), {summary.metric_points} metric point(s); "
+        f"{summary.already_there} already in the store, {summary.deleted} deleted in MLflow "
+        "left out",
+        err=True,
+    )
+
+
 @app.command()
 def clean(
     older_than: Annotated[

@@ -55,5 +55,10 @@ class ReadOnlyError(QueryError):
     """A statement that writes or changes settings, on a connection that only reads."""
 
 
+class ImportSourceError(LakestoreError):
+    """Data of another tracker that cannot be imported: not found, not that tracker's,
+    or holding a value lakestore cannot store."""
+
+
 class UnreadableFileWarning(UserWarning):
     """A file in the store that lakestore's readers skip: not lakestore's, or unreadable."""

@@ -1,0 +1,137 @@
+"""Importing MLflow stores: every run, param, tag and metric point as MLflow reports it,
+from its SQLite database and from an mlruns folder; importing again duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lakestore
+from lakestore.errors import ImportSourceError
+from lakestore.importing import import_mlflow
+
+mlflow = pytest.importorskip("mlflow", reason="MLflow is a test extra: pip install -e '.[test]'")
+
+LOGGING = """
+import math, sys
+import mlflow
+
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("vision")
+with mlflow.start_run(run_name="sweep") as parent:
+    for index, (lr, status) in enumerate([(0.1, "FINISHED"), (0.01, "FAILED"), (1e-3, "KILLED")]):
+        with mlflow.start_run(run_name=f"lr={lr}", nested=True) as run:
+            mlflow.log_params({"lr": lr, "model.name": "resnet", "long": "x" * 500})
+            mlflow.set_tags({"team": "vision", "path/like": "a/b"})
+            for step in range(50):
+                mlflow.log_metric("loss", 1 / (step + 1 + index), step=step,
+                                  timestamp=1_700_000_000_000 + 1000 * step)
+            mlflow.log_metric("odd", [math.nan, math.inf, -math.inf][index], step=3)
+            mlflow.log_metrics({"acc": 0.5, "acc_again": 0.5})
+        if status != "FINISHED":
+            mlflow.MlflowClient().set_terminated(run.info.run_id, status)
+mlflow.set_experiment("scratch")
+with mlflow.start_run(run_name="deleted") as gone:
+    mlflow.log_metric("loss", 1.0)
+mlflow.delete_run(gone.info.run_id)
+with mlflow.start_run(run_name="kept"):
+    mlflow.log_param("p", "v")
+"""
+
+
+def _mlflow_store(folder: Path, kind: str) -> str:
+    """An MLflow store of the runs LOGGING logs, of ``kind`` sqlite or files; its URI."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}" if kind == "sqlite" else f"file://{folder / 'mlruns'}"
+    environment = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true")
+    subprocess.run(
+        [sys.executable, "-c", LOGGING, uri], env=environment, check=True, capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    return uri
+
+
+def _import(uri: str, store: str) -> str:
+    done = subprocess.run(
+        ["lakestore", "import", "mlflow", uri, "--store", store],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stderr.strip()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "files"])
+def test_an_mlflow_store_imports_as_mlflow_reports_it(tmp_path: Path, kind: str) -> None:
+    uri = _mlflow_store(tmp_path, kind)
+    store = str(tmp_path / "lakestore")
+    said = _import(uri, store)
+    assert said == (
+        "imported 5 run(s), 159 metric point(s); 0 already in the store, "
+        "1 deleted in MLflow left out"
+    )
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    theirs = client.search_runs(list(experiments))
+    assert len(theirs) == 5
+    for run in theirs:
+        ours = lakestore.get_run(run.info.run_id, store=store)
+        info = run.info
+        assert ours.experiment == experiments[info.experiment_id]
+        assert (ours.run_name, ours.status, ours.user) == (info.run_name, info.status, info.user_id)
+        assert _milliseconds(ours.start_time) == info.start_time
+        assert _milliseconds(ours.end_time) == info.end_time
+        assert ours.parent_run_id == run.data.tags.get("mlflow.parentRunId")
+        assert ours.params == run.data.params
+        assert ours.tags == run.data.tags
+        assert sorted(ours.metrics) == sorted(run.data.metrics)
+        for key in run.data.metrics:
+            expected = [
+                (m.step, m.timestamp, m.value) for m in client.get_metric_history(info.run_id, key)
+            ]
+            history = lakestore.get_metric_history(info.run_id, key, store=store)
+            got = [
+                (step, _milliseconds(moment), value)
+                for step, moment, value in history.select("step", "timestamp", "value").fetchall()
+            ]
+            # repr: NaN matches NaN
+            assert repr(sorted(got, key=repr)) == repr(sorted(expected, key=repr))
+    # Again: nothing is duplicated.
+    assert _import(uri, store).startswith("imported 0 run(s), 0 metric point(s); 5 already")
+    with lakestore.connect(store) as opened:
+        assert opened.sql("SELECT count(*) FROM metrics").fetchall() == [(159,)]
+        assert opened.sql("SELECT count(*) FROM runs").fetchall() == [(5,)]
+
+
+def _milliseconds(moment: Any) -> int | None:
+    return None if moment is None else round(moment.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("sqlite:////nowhere/mlflow.db", "no MLflow store at 'sqlite:////nowhere/mlflow.db'"),
+        ("http://localhost:5000", "is an MLflow server"),
+    ],
+)
+def test_a_source_that_is_not_an_mlflow_store_is_one_clear_error(
+    tmp_path: Path, source: str, message: str
+) -> None:
+    done = subprocess.run(
+        ["lakestore", "import", "mlflow", source, "--store", str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_file_that_is_not_mlflows_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    other.write_bytes(b"not a database at all" * 10)
+    with pytest.raises(ImportSourceError, match="not an SQLite database"):
+        import_mlflow(str(other), store=str(tmp_path / "s"))
