@@ -7,6 +7,7 @@ import getpass
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -147,3 +148,10 @@ def test_an_unknown_name_and_a_server_uri_are_refused_clearly() -> None:
         mlflow.log_everything  # noqa: B018
     with pytest.raises(LakestoreError, match="lakestore import mlflow"):
         mlflow.set_tracking_uri("sqlite:///mlflow.db")
+
+
+def test_start_run_takes_mlflows_log_system_metrics(tmp_path: Path) -> None:
+    mlflow.set_tracking_uri(str(tmp_path / "store"))
+    with mlflow.start_run(log_system_metrics=True) as run:
+        time.sleep(1.05)  # a run ends with a last sample once a second has passed
+    assert "system/cpu_utilization_percentage" in mlflow.get_run(run.info.run_id).data.metrics
