@@ -9,12 +9,13 @@ by their id or its first characters, as the terminal table of ``lakestore runs``
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
 
@@ -579,6 +580,49 @@ def import_mlflow(
         "left out",
         err=True,
     )
+
+
+@import_app.command("trackio")
+def import_trackio(
+    projects: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="trackio projects: names in $TRACKIO_DIR or paths of their .db files "
+            "(default: every project in $TRACKIO_DIR)."
+        ),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Import trackio projects, each as the experiment of its name: runs, configs as params,
+    every logged number and system metric."""
+    import glob
+
+    from rich.progress import Progress
+
+    from lakestore.importing import import_trackio as run_import
+    from lakestore.importing import trackio_folder
+
+    if not projects:
+        projects = sorted(glob.glob(os.path.join(trackio_folder(), "*.db")))
+        if not projects:
+            _fail(f"no trackio project in {trackio_folder()} (set $TRACKIO_DIR, or name one)")
+    for project in projects:
+        with _errors(), Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"importing {project}", total=None)
+            summary = run_import(
+                project,
+                store=store,
+                progress=functools.partial(_advance, bar, task),
+            )
+        typer.echo(
+            f"{project}: imported {summary.imported} run(s), {summary.metric_points} metric "
+            f"point(s); {summary.already_there} already in the store",
+            err=True,
+        )
+
+
+def _advance(bar: Any, task: Any, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=total)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Importing tracking data from MLflow into a lakestore store.
+"""Importing tracking data from MLflow and trackio into a lakestore store.
 
 ``import_mlflow(uri)`` reads an MLflow tracking store, an SQLite database
 (``sqlite:///mlflow.db``) or a file store (an ``mlruns/`` folder), and writes its runs to
@@ -9,13 +9,18 @@ would fetch each run's each metric history with its own query. Runs the store al
 holds are skipped, so that importing again duplicates nothing and adds the runs logged
 since. Deleted runs and experiments (MLflow's ``lifecycle_stage``) are left out.
 
+``import_trackio(project)`` reads a trackio project (its SQLite file, by path or by name
+in ``$TRACKIO_DIR``) as an experiment of that name: each run with its config as params
+(``_Username`` as its user, ``_Group`` as the tag ``trackio.group``), its logged numbers
+as metrics (media and tables left out) and its system metrics under ``system/``.
+
 Each imported run is written as a run of its own writer: one file per table, as a run
 that logged everything at once would leave (docs/FORMAT.md).
 """
 
 from __future__ import annotations
 
-import array
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -50,11 +55,9 @@ class SourceRun:
     end_ms: int | None
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    metric_keys: list[str] = field(default_factory=list)
-    metric_key_codes: array.array[int] = field(default_factory=lambda: array.array("i"))
-    metric_values: array.array[float] = field(default_factory=lambda: array.array("d"))
-    metric_steps: array.array[int] = field(default_factory=lambda: array.array("q"))
-    metric_times_ms: array.array[int] = field(default_factory=lambda: array.array("q"))
+    points: list[tuple[str, float | None, int, int]] = field(default_factory=list)
+    """Its metric points: (key, value, step, timestamp in milliseconds); a None value is
+    NaN (SQLite has no NaN)."""
 
     @property
     def parent_run_id(self) -> str | None:
@@ -155,41 +158,43 @@ def _sqlite_runs(database: sqlite3.Connection, live: str) -> Iterator[SourceRun]
         for table in ("params", "tags")
     }
     metrics = database.execute(
-        "SELECT run_uuid, key, CASE WHEN is_nan THEN 'nan' ELSE value END, step, timestamp "
-        "FROM metrics ORDER BY run_uuid, key, step, timestamp"
+        "SELECT run_uuid, key, CASE WHEN is_nan THEN NULL ELSE value END, step, timestamp "
+        "FROM metrics ORDER BY run_uuid"
     )
     cursors = {name: _Grouped(cursor) for name, cursor in (*keyed.items(), ("metrics", metrics))}
     for run_id, experiment, name, status, user, start, end in runs:
         run = SourceRun(run_id, experiment, name, status, user, start, end)
         run.params = {key: value for key, value in cursors["params"].rows_of(run_id)}
         run.tags = {key: v for key, v in cursors["tags"].rows_of(run_id) if v is not None}
-        codes: dict[str, int] = {}
-        for key, value, step, timestamp in cursors["metrics"].rows_of(run_id):
-            code = codes.get(key)
-            if code is None:
-                code = codes[key] = len(run.metric_keys)
-                run.metric_keys.append(key)
-            run.metric_key_codes.append(code)
-            run.metric_values.append(float(value))
-            run.metric_steps.append(step)
-            run.metric_times_ms.append(timestamp)
+        run.points = list(cursors["metrics"].rows_of(run_id))  # type: ignore[arg-type]
         yield run
 
 
 class _Grouped:
-    """A cursor over rows sorted by run id, read run by run."""
+    """A cursor over rows sorted by run id, read run by run (in batches: a row at a time
+    costs more than sorting them)."""
+
+    BATCH = 65_536
 
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self.cursor = cursor
-        self.pending: tuple[Any, ...] | None = next(cursor, None)
+        self.rows: list[tuple[Any, ...]] = []
+        self.index = 0
+
+    def _pending(self) -> tuple[Any, ...] | None:
+        if self.index == len(self.rows):
+            self.rows, self.index = self.cursor.fetchmany(self.BATCH), 0
+            if not self.rows:
+                return None
+        return self.rows[self.index]
 
     def rows_of(self, run_id: str) -> Iterator[tuple[Any, ...]]:
         """The rows of ``run_id`` (without the id), skipping those of runs before it."""
-        while self.pending is not None and self.pending[0] < run_id:
-            self.pending = next(self.cursor, None)
-        while self.pending is not None and self.pending[0] == run_id:
-            yield self.pending[1:]
-            self.pending = next(self.cursor, None)
+        while (row := self._pending()) is not None and row[0] < run_id:
+            self.index += 1
+        while (row := self._pending()) is not None and row[0] == run_id:
+            self.index += 1
+            yield row[1:]
 
 
 # -- MLflow's file store ---------------------------------------------------------------------
@@ -240,14 +245,10 @@ def _file_store(root: str) -> tuple[int, int, Iterator[SourceRun]]:
             run.params = _key_files(os.path.join(folder, "params"))
             run.tags = _key_files(os.path.join(folder, "tags"))
             for key, text in sorted(_key_files(os.path.join(folder, "metrics")).items()):
-                code = len(run.metric_keys)
-                run.metric_keys.append(key)
                 for line in text.splitlines():
                     timestamp, value, *step = line.split()
-                    run.metric_key_codes.append(code)
-                    run.metric_values.append(float(value))
-                    run.metric_steps.append(int(step[0]) if step else 0)
-                    run.metric_times_ms.append(int(timestamp))
+                    point = (key, float(value), int(step[0]) if step else 0, int(timestamp))
+                    run.points.append(point)
             yield run
 
     live = sum(
@@ -267,7 +268,131 @@ def _key_files(folder: str) -> dict[str, str]:
     return found
 
 
+# -- trackio ---------------------------------------------------------------------------------
+
+_TRACKIO_SPECIALS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def trackio_folder() -> str:
+    """Where trackio keeps its projects: ``$TRACKIO_DIR``, else its default."""
+    default = os.path.join("~", ".cache", "huggingface", "trackio")
+    return os.path.expanduser(os.environ.get("TRACKIO_DIR", default))
+
+
+def import_trackio(
+    project: str,
+    *,
+    store: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Import the trackio project ``project`` (a name in ``$TRACKIO_DIR``, or the path of
+    its ``.db`` file) into the lakestore store ``store`` as the experiment of its name."""
+    path = project if project.endswith(".db") else os.path.join(trackio_folder(), f"{project}.db")
+    if not os.path.isfile(path):
+        raise ImportSourceError(f"no trackio project at {path!r}")
+    try:
+        database = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        columns = {
+            table: {row[1] for row in database.execute(f"PRAGMA table_info({table})")}
+            for table in ("metrics", "configs", "system_metrics")
+        }
+    except sqlite3.DatabaseError as error:
+        raise ImportSourceError(f"{path} is not an SQLite database ({error})") from None
+    if not {"run_name", "step", "metrics"} <= columns["metrics"]:
+        raise ImportSourceError(f"{path} is not a trackio project (no metrics table)")
+    name = os.path.basename(path)[: -len(".db")]
+    runs = _trackio_runs(database, name, columns)
+    storage = open_for_writing(store, storage_options)
+    return _write_all(storage, iter(runs), len(runs), 0, _runs_in(storage), progress)
+
+
+def _trackio_runs(
+    database: sqlite3.Connection, project: str, columns: dict[str, set[str]]
+) -> list[SourceRun]:
+    """Every run of the project, in the order trackio created them."""
+    import json
+
+    def identity(table: str) -> str:  # trackio before run ids named runs by name alone
+        return "run_id" if "run_id" in columns[table] else "run_name"
+
+    runs: dict[str, SourceRun] = {}
+
+    def run_of(key: str, name: str) -> SourceRun:
+        run = runs.get(key)
+        if run is None:
+            run_id = key if identity("metrics") == "run_id" else _stable_id(project, name)
+            run = runs[key] = SourceRun(run_id, project, name, "FINISHED", None, None, None)
+        return run
+
+    if columns["configs"]:
+        configs = database.execute(
+            f"SELECT {identity('configs')}, run_name, config, created_at FROM configs ORDER BY id"
+        )
+        for key, name, config, created in configs:
+            run = run_of(key, name)
+            values = json.loads(config)
+            run.user = values.pop("_Username", None)
+            group = values.pop("_Group", None)
+            if group is not None:
+                run.tags["trackio.group"] = str(group)
+            run.start_ms = _iso_ms(values.pop("_Created", None) or created)
+            run.params = {
+                key: value if isinstance(value, str) else json.dumps(value)
+                for key, value in values.items()
+                if not key.startswith("_")
+            }
+    sources = [("metrics", "step", "")]
+    if columns["system_metrics"]:
+        sources.append(("system_metrics", "NULL", "system/"))
+    for table, step, prefix in sources:
+        rows = database.execute(
+            f"SELECT {identity(table)}, run_name, {step}, timestamp, metrics FROM {table} "
+            "ORDER BY id"
+        )
+        samples: dict[str, int] = {}
+        for key, name, logged_step, timestamp, logged in rows:
+            run = run_of(key, name)
+            moment = _iso_ms(timestamp) or 0
+            if step == "NULL":  # system metrics have no step: number the samples
+                logged_step = samples[key] = samples.get(key, -1) + 1
+            for metric, value in json.loads(logged).items():
+                number = _TRACKIO_SPECIALS.get(value, value) if isinstance(value, str) else value
+                if isinstance(number, bool) or not isinstance(number, (int, float)):
+                    continue  # an image, a table, a histogram: not a metric point
+                run.points.append((prefix + metric, float(number), logged_step, moment))
+            run.start_ms = moment if run.start_ms is None else min(run.start_ms, moment)
+            run.end_ms = moment if run.end_ms is None else max(run.end_ms, moment)
+    for run in runs.values():
+        if run.end_ms is None:
+            run.end_ms = run.start_ms
+    return list(runs.values())
+
+
+def _iso_ms(text: str | None) -> int | None:
+    import datetime as dt
+
+    if text is None:
+        return None
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return round(moment.timestamp() * 1000)
+
+
+def _stable_id(project: str, name: str) -> str:
+    """The id of a run that trackio named only: the same at each import."""
+    import uuid
+
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"trackio:{project}/{name}").hex
+
+
 # -- writing ---------------------------------------------------------------------------------
+
+
+WRITERS = 4
+"""Runs written at once: a run's files cost more in file creations and syncs than in
+Python, and those wait on the disk (or the network) with the interpreter free."""
 
 
 def _write_all(
@@ -278,21 +403,54 @@ def _write_all(
     present: set[str],
     progress: Progress | None,
 ) -> ImportSummary:
-    imported = skipped = points = 0
-    for done, run in enumerate(runs, 1):
-        if run.run_id in present:
-            skipped += 1
-        else:
-            points += _write_run(storage, run)
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    imported = skipped = points = done = 0
+    pending: set[Future[int]] = set()
+    experiments: set[str] = set()
+
+    def collect(finished: set[Future[int]]) -> None:
+        nonlocal imported, points, done
+        for future in finished:
+            points += future.result()  # an import that failed fails here, naming the run
             imported += 1
-        if progress is not None:
-            progress(done, total)
+            done += 1
+            if progress is not None:
+                progress(done + skipped, total)
+
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="lakestore-import") as pool:
+        for run in runs:
+            if run.run_id in present:
+                skipped += 1
+                if progress is not None:
+                    progress(done + skipped, total)
+                continue
+            experiments.add(run.experiment)
+            pending.add(pool.submit(_write_run, storage, run))
+            if len(pending) >= 2 * WRITERS:  # read ahead no further: runs hold their rows
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                collect(finished)
+        collect(set(pending))
+    if imported:
+        _merge(storage, experiments)
     return ImportSummary(imported, skipped, deleted, points)
+
+
+def _merge(storage: Storage, experiments: set[str]) -> None:
+    """Merge what the import left in the inbox of ``experiments``, once and in this
+    thread (its writers merge nothing: merging as files arrive would rewrite the same rows
+    again and again): the store reads as fast after an import as after any merge, and no
+    merge is left running inside DuckDB when the process exits (which would abort it)."""
+    from lakestore import layout, merge
+
+    for experiment in sorted(experiments):
+        merge.merge_experiment(storage, layout.experiment_folder(experiment), min_files=0)
 
 
 def _write_run(storage: Storage, run: SourceRun) -> int:
     """Write ``run`` as the files of one writer; the number of metric rows written."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from lakestore.writer import RunWriter, WriterOptions, metric_table
 
@@ -300,7 +458,8 @@ def _write_run(storage: Storage, run: SourceRun) -> int:
     try:
         format.check_run_id(run.run_id)
         experiment = format.check_experiment_name(run.experiment)
-        writer = RunWriter(storage, experiment, run.run_id, WriterOptions.from_environment())
+        options = WriterOptions.from_environment()._replace(merge=False)  # merged at the end
+        writer = RunWriter(storage, experiment, run.run_id, options)
     except LakestoreError as error:
         raise ImportSourceError(f"cannot import {where}: {error}") from None
     try:
@@ -326,24 +485,25 @@ def _write_run(storage: Storage, run: SourceRun) -> int:
                 for k, v in run.tags.items()
             ],
         )
-        if run.metric_values:
-            for key in run.metric_keys:
+        if run.points:
+            keys, values, steps, times = zip(*run.points, strict=True)
+            names = pa.array(keys, pa.string()).dictionary_encode()
+            for key in names.dictionary.to_pylist():
                 format.check_key(key, "metric")
             timestamp_type = format.arrow_schema("metrics").field("timestamp").type
-            micros = array.array("q", (ms * 1000 for ms in run.metric_times_ms))
+            numbers = pa.array(values, pa.float64())
+            if numbers.null_count:
+                numbers = pc.fill_null(numbers, math.nan)
             writer.append_metric_table(
                 metric_table(
-                    pa.DictionaryArray.from_arrays(
-                        pa.array(run.metric_key_codes, pa.int32()),
-                        pa.array(run.metric_keys, pa.string()),
-                    ),
-                    pa.array(run.metric_values, pa.float64()),
-                    pa.array(run.metric_steps, pa.int64()),
-                    pa.array(micros, pa.int64()).cast(timestamp_type),
+                    names.cast(pa.dictionary(pa.int32(), pa.string())),
+                    numbers,
+                    pa.array(steps, pa.int64()),
+                    pc.multiply(pa.array(times, pa.int64()), 1000).cast(timestamp_type),
                 )
             )
     except LakestoreError as error:
         writer.discard()
         raise ImportSourceError(f"cannot import {where}: {error}") from None
     writer.close()
-    return len(run.metric_values)
+    return len(run.points)

@@ -3,6 +3,7 @@ from its SQLite database and from an mlruns folder; importing again duplicates n
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 import lakestore
 from lakestore.errors import ImportSourceError
-from lakestore.importing import import_mlflow
+from lakestore.importing import import_mlflow, import_trackio
 
 mlflow = pytest.importorskip("mlflow", reason="MLflow is a test extra: pip install -e '.[test]'")
 
@@ -135,3 +136,91 @@ def test_a_file_that_is_not_mlflows_is_refused(tmp_path: Path) -> None:
     other.write_bytes(b"not a database at all" * 10)
     with pytest.raises(ImportSourceError, match="not an SQLite database"):
         import_mlflow(str(other), store=str(tmp_path / "s"))
+
+
+TRACKIO_LOGGING = """
+import math
+import trackio
+
+trackio.init(project="proj", name="first", config={"lr": 0.1, "layers": 3, "opt": "adam"})
+for step in range(20):
+    odd = [math.nan, math.inf, -math.inf][step % 3]
+    trackio.log({"loss": 1 / (step + 1), "acc": 0.5, "odd": odd, "note": "text"}, step=step)
+trackio.finish()
+trackio.init(project="proj", name="second", config={"lr": 0.01, "schedule": [1, 2]})
+trackio.log({"loss": 0.3})
+trackio.log({"loss": 0.2})
+trackio.finish()
+"""
+
+
+TRACKIO_READING = """
+import json, math
+from trackio.sqlite_storage import SQLiteStorage
+
+def plain(value):  # JSON has no NaN or infinity: say them as Python does
+    return repr(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+reported = {}
+for run_id, config in SQLiteStorage.get_all_run_configs("proj").items():
+    logs = SQLiteStorage.get_logs("proj", run_id=run_id)
+    reported[run_id] = [config, [{k: plain(v) for k, v in log.items()} for log in logs]]
+print(json.dumps(reported))
+"""
+
+
+def test_a_trackio_project_imports_as_trackio_reports_it(tmp_path: Path) -> None:
+    pytest.importorskip("trackio", reason="trackio is a test extra")
+    environment = dict(os.environ, TRACKIO_DIR=str(tmp_path / "trackio"))
+    subprocess.run(
+        [sys.executable, "-c", TRACKIO_LOGGING], env=environment, check=True,
+        capture_output=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    store = str(tmp_path / "lakestore")
+    done = subprocess.run(
+        ["lakestore", "import", "trackio", "--store", store],
+        env=environment, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith(
+        "proj.db: imported 2 run(s), 62 metric point(s); 0 already in the store"
+    )
+
+    reported = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", TRACKIO_READING],
+            env=environment,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        ).stdout
+    )
+    with lakestore.connect(store) as opened:
+        runs = dict(opened.sql("SELECT run_name, run_id FROM runs").fetchall())
+        assert set(runs) == {"first", "second"}
+        for name, run_id in runs.items():
+            record = lakestore.get_run(run_id, store=store)
+            config, logs = reported[run_id]
+            assert record.experiment == "proj"
+            assert record.params == {
+                k: v if isinstance(v, str) else json.dumps(v)
+                for k, v in config.items()
+                if not k.startswith("_")
+            }
+            expected = sorted(
+                (key, log["step"], repr(float(value)))
+                for log in logs
+                for key, value in log.items()
+                if key not in ("step", "timestamp", "run")
+                and (not isinstance(value, str) or value in ("nan", "inf", "-inf"))
+            )
+            got = opened.sql(
+                "SELECT key, step, value FROM metrics WHERE run_id = ? "
+                "AND NOT starts_with(key, 'system/')",
+                [run_id],
+            ).fetchall()
+            assert sorted((k, s, repr(v)) for k, s, v in got) == expected, name
+    again = import_trackio(str(tmp_path / "trackio" / "proj.db"), store=store)
+    assert (again.imported, again.already_there) == (0, 2)
