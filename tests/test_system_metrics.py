@@ -51,6 +51,13 @@ def _samples(run: lakestore.Run, count: int) -> None:
         time.sleep(0.02)
 
 
+def _sampling(store_uri: str) -> lakestore.Run:
+    """A run of ``store_uri`` that samples the machine every 0.05 s."""
+    return lakestore.start_run(
+        store=store_uri, log_system_metrics=True, system_metrics_interval=0.05
+    )
+
+
 def _system_rows(store_uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
     """Each system metric of the run: its (step, value) points in step order."""
     with lakestore.connect(store_uri) as store:
@@ -179,9 +186,7 @@ def test_a_counter_that_becomes_unreadable_is_dropped_with_one_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store_uri = str(tmp_path / "store")
-    with lakestore.start_run(
-        store=store_uri, log_system_metrics=True, system_metrics_interval=0.05
-    ) as run:
+    with _sampling(store_uri) as run:
         _samples(run, 2)
 
         def denied(path: str) -> Any:
@@ -241,9 +246,7 @@ def test_gpu_figures_stop_with_one_warning_when_the_driver_fails_mid_run(
     store_uri = str(tmp_path / "store")
     with (
         caplog.at_level(logging.WARNING, logger="lakestore"),
-        lakestore.start_run(
-            store=store_uri, log_system_metrics=True, system_metrics_interval=0.05
-        ) as run,
+        _sampling(store_uri) as run,
     ):
         _samples(run, 2)
         nvml["broken"] = True
@@ -270,9 +273,7 @@ def test_a_machine_whose_gpu_library_fails_at_start_logs_the_host_figures(
     store_uri = str(tmp_path / "store")
     with (
         caplog.at_level(logging.WARNING, logger="lakestore"),
-        lakestore.start_run(
-            store=store_uri, log_system_metrics=True, system_metrics_interval=0.05
-        ) as run,
+        _sampling(store_uri) as run,
     ):
         _samples(run, 2)
     assert caplog.records == []  # a machine without GPUs is no reason to warn
