@@ -162,3 +162,25 @@ def test_runs_read_back_as_mlflow_reads_them(stores: dict[str, Any]) -> None:
         )
         assert ours.data.tags["mlflow.runName"] == theirs.data.tags["mlflow.runName"]
         assert ours.info.status == theirs.info.status
+
+
+def test_the_example_script_prints_the_same_under_mlflow_and_lakestore(tmp_path: Path) -> None:
+    import subprocess
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "mlflow_script.py"
+    ours = example.read_text(encoding="utf-8")
+    theirs = ours.replace("import lakestore.mlflow as mlflow", "import mlflow", 1)
+    assert theirs != ours
+    printed = []
+    for script, store in (
+        (ours, str(tmp_path / "lakestore")),
+        (theirs, f"sqlite:///{tmp_path}/m.db"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", script, store], capture_output=True, text=True, timeout=300,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        printed.append(done.stdout)
+    assert printed[0] == printed[1]
+    assert "best run lr=0.1: 20 train/loss points" in printed[0]
