@@ -224,3 +224,18 @@ def test_a_trackio_project_imports_as_trackio_reports_it(tmp_path: Path) -> None
             assert sorted((k, s, repr(v)) for k, s, v in got) == expected, name
     again = import_trackio(str(tmp_path / "trackio" / "proj.db"), store=store)
     assert (again.imported, again.already_there) == (0, 2)
+
+
+def test_an_import_reaches_an_object_store(
+    tmp_path: Path, s3_env: str, request: pytest.FixtureRequest
+) -> None:
+    from tests.conftest import fresh_store_uri
+
+    uri = _mlflow_store(tmp_path, "sqlite")
+    store = fresh_store_uri("s3", request)
+    assert _import(uri, store).startswith("imported 5 run(s), 159 metric point(s)")
+    assert _import(uri, store).startswith("imported 0 run(s), 0 metric point(s); 5 already")
+    with lakestore.connect(store) as opened:
+        assert opened.sql("SELECT count(*) FROM metrics").fetchall() == [(159,)]
+        statuses = opened.sql("SELECT status, count(*) FROM runs GROUP BY ALL ORDER BY 1")
+        assert statuses.fetchall() == [("FAILED", 1), ("FINISHED", 3), ("KILLED", 1)]
