@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class OutOfScopeError(LakestoreError, NotImplementedError):
+class OutOfScopeError(LakestoreError):
     """An MLflow call outside experiment tracking (artifacts, models, autologging)."""
 
 
