@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
+from typer.core import TyperGroup
 
 import lakestore
 import lakestore.format
+import lakestore.lifecycle
 import lakestore.maintenance
 import lakestore.merge
 from lakestore.errors import LakestoreError, UnreadableFileWarning
@@ -160,14 +162,16 @@ def _listing(names: list[str], most: int = 20) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _runs(store: lakestore.Store, given: list[str]) -> list[tuple[str, str | None]]:
+def _runs(
+    store: lakestore.Store, given: list[str], view: str = "runs"
+) -> list[tuple[str, str | None]]:
     """The id and name of each run in ``given``, named by its id or the first characters
     of it, in that order and each once; exit with an error for an id no run (or more than
-    one run) has."""
+    one run) has. ``view`` is ``all_runs`` to find deleted runs too."""
     found: dict[str, dict[str, str | None]] = {}
     for prefix, run_id, run_name in store.sql(
         "SELECT given, run_id, run_name FROM (SELECT unnest($given) AS given) "
-        "JOIN runs ON given <> '' AND starts_with(run_id, given)",
+        f"JOIN {view} ON given <> '' AND starts_with(run_id, given)",
         {"given": given},
     ).fetchall():
         found.setdefault(prefix, {})[run_id] = run_name
@@ -277,17 +281,102 @@ def _query_text(sql: str | None, file: Path | None) -> str:
     _fail("give the SQL query as an argument or with --file, not both")
 
 
-@app.command()
+class _ListByDefault(TyperGroup):
+    """A group of commands whose ``list`` runs when no other is named: ``lakestore runs
+    --filter ...`` is ``lakestore runs list --filter ...``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click's Context
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+experiments_app = typer.Typer(
+    cls=_ListByDefault,
+    help="List experiments (the default), or delete, restore or rename one.",
+)
+app.add_typer(experiments_app, name="experiments")
+runs_app = typer.Typer(
+    cls=_ListByDefault,
+    help="Search runs (the default: lakestore runs \\[list] ...), or delete, restore or "
+    "rename them.",
+)
+app.add_typer(runs_app, name="runs")
+
+DeletedOption = Annotated[
+    bool, typer.Option("--deleted", help="Only deleted ones (lakestore gc purges them).")
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Deleted ones too.")]
+
+
+def _view_type(deleted: bool, every: bool) -> str:
+    if deleted and every:
+        _fail("give --deleted or --all, not both")
+    return "deleted_only" if deleted else "all" if every else "active_only"
+
+
+@experiments_app.command("list")
 def experiments(
-    store: StoreOption = None, output_format: FormatOption = None, output: OutputOption = None
+    deleted: DeletedOption = False,
+    every: AllOption = False,
+    store: StoreOption = None,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
 ) -> None:
-    """List the experiments with their number of runs."""
+    """List the experiments: id, name, number of runs, first and last start, tags."""
     _check_destination(output_format, output)
+    stages = {"active_only": "'active'", "deleted_only": "'deleted'", "all": "'active', 'deleted'"}
     with _store(store) as opened:
-        emit(opened.arrow("SELECT * FROM experiments ORDER BY experiment"), output_format, output)
+        emit(
+            opened.arrow(
+                "SELECT * FROM all_experiments WHERE lifecycle_stage IN "
+                f"({stages[_view_type(deleted, every)]}) ORDER BY experiment"
+            ),
+            output_format,
+            output,
+        )
 
 
-@app.command()
+ExperimentArgument = Annotated[str, typer.Argument(help="The experiment: its id or its name.")]
+
+
+@experiments_app.command("delete")
+def delete_experiments(
+    experiment: Annotated[list[str], typer.Argument(help="The experiments: ids or names.")],
+    store: StoreOption = None,
+) -> None:
+    """Delete experiments with their runs: they leave lists and searches until restored,
+    and lakestore gc purges them once deleted for its grace period."""
+    with _errors():
+        for name in experiment:
+            lakestore.delete_experiment(name, store=store)
+    typer.echo(f"deleted {len(experiment)} experiment(s)", err=True)
+
+
+@experiments_app.command("restore")
+def restore_experiments(
+    experiment: Annotated[list[str], typer.Argument(help="The experiments: ids or names.")],
+    store: StoreOption = None,
+) -> None:
+    """Restore deleted experiments (and their runs) that lakestore gc has not purged."""
+    with _errors():
+        for name in experiment:
+            lakestore.restore_experiment(name, store=store)
+    typer.echo(f"restored {len(experiment)} experiment(s)", err=True)
+
+
+@experiments_app.command("rename")
+def rename_experiment(
+    experiment: ExperimentArgument,
+    new_name: Annotated[str, typer.Argument(help="Its new name.")],
+    store: StoreOption = None,
+) -> None:
+    """Rename an experiment (its id, the name it was created with, stays)."""
+    with _errors():
+        lakestore.rename_experiment(experiment, new_name, store=store)
+
+
+@runs_app.command("list")
 def runs(
     experiment: Annotated[
         list[str] | None, typer.Argument(help="Only runs of these experiments.")
@@ -314,6 +403,8 @@ def runs(
             show_default=False,
         ),
     ] = None,
+    deleted: DeletedOption = False,
+    every: AllOption = False,
     lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
@@ -321,9 +412,14 @@ def runs(
 ) -> None:
     """Search runs: one row per run, with its params and latest metrics as columns."""
     _check_destination(output_format, output)
+    view_type = _view_type(deleted, every)
     with _store(store, lost_after=lost_after) as opened:
         found = opened.search_runs(
-            filter_string, order_by=order_by, max_results=limit, experiments=experiment or None
+            filter_string,
+            order_by=order_by,
+            max_results=limit,
+            experiments=experiment or None,
+            view_type=view_type,
         ).to_arrow_table()
         _check_experiments(opened, experiment or [], found.column("experiment").to_pylist())
         in_terminal = output is None and resolve_format(output_format) is OutputFormat.table
@@ -332,6 +428,47 @@ def runs(
         elif in_terminal:
             found = found.select(overview_columns(found))
         emit(found, output_format, output, brief=in_terminal)
+
+
+RunsArgument = Annotated[
+    list[str], typer.Argument(help="Run ids, or their first characters.", show_default=False)
+]
+
+
+@runs_app.command("delete")
+def delete_runs(run: RunsArgument, store: StoreOption = None) -> None:
+    """Delete runs: they leave lists and searches until restored, and lakestore gc
+    purges them once deleted for its grace period."""
+    with _store(store) as opened:
+        chosen = _runs(opened, run)
+    with _errors():
+        for run_id, _ in chosen:
+            lakestore.delete_run(run_id, store=store)
+    typer.echo(f"deleted {len(chosen)} run(s)", err=True)
+
+
+@runs_app.command("restore")
+def restore_runs(run: RunsArgument, store: StoreOption = None) -> None:
+    """Restore deleted runs that lakestore gc has not purged."""
+    with _store(store) as opened:
+        chosen = _runs(opened, run, view="all_runs")
+    with _errors():
+        for run_id, _ in chosen:
+            lakestore.restore_run(run_id, store=store)
+    typer.echo(f"restored {len(chosen)} run(s)", err=True)
+
+
+@runs_app.command("rename")
+def rename_run(
+    run: Annotated[str, typer.Argument(help="The run id, or its first characters.")],
+    name: Annotated[str, typer.Argument(help="Its new name.")],
+    store: StoreOption = None,
+) -> None:
+    """Rename a run (as MLflow does, by setting its mlflow.runName tag)."""
+    with _store(store) as opened:
+        [(run_id, _)] = _runs(opened, [run], view="all_runs")
+    with _errors():
+        lakestore.rename_run(run_id, name, store=store)
 
 
 def _check_experiments(store: lakestore.Store, asked: list[str], found: list[str]) -> None:
@@ -623,6 +760,35 @@ def import_trackio(
 
 def _advance(bar: Any, task: Any, done: int, total: int) -> None:
     bar.update(task, completed=done, total=total)
+
+
+@app.command()
+def gc(
+    grace: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a deletion must be old before it is purged, and a snapshot before "
+            "the files it replaced are deleted."
+        ),
+    ] = lakestore.lifecycle.DEFAULT_GC_GRACE,
+    store: StoreOption = None,
+) -> None:
+    """Purge deleted experiments and runs for good: their files, and their rows in merged
+    parts. Safe while runs write and queries read."""
+    from rich.progress import Progress
+
+    with _errors(), Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("purging", total=None)
+        purged = lakestore.gc(
+            store,
+            grace=grace,
+            progress=functools.partial(_advance, bar, task),
+        )
+    typer.echo(
+        f"purged {purged.experiments} experiment(s) and {purged.runs} run(s); "
+        f"deleted {purged.files} file(s)",
+        err=True,
+    )
 
 
 @app.command()

@@ -3,6 +3,16 @@
 from typing import TYPE_CHECKING, Any
 
 from lakestore.errors import LakestoreError
+from lakestore.lifecycle import (
+    delete_experiment,
+    delete_run,
+    rename_experiment,
+    rename_run,
+    restore_experiment,
+    restore_run,
+    set_experiment_tag,
+    set_experiment_tags,
+)
 from lakestore.reading import (
     ExperimentRecord,
     RunRecord,
@@ -31,6 +41,7 @@ from lakestore.tracking import (
 )
 
 if TYPE_CHECKING:
+    from lakestore.lifecycle import collect_garbage as gc
     from lakestore.maintenance import check_store as check
     from lakestore.maintenance import clean_store as clean
     from lakestore.maintenance import compact_store as compact
@@ -47,6 +58,7 @@ _LAZY = {
     "check": ("lakestore.maintenance", "check_store"),
     "clean": ("lakestore.maintenance", "clean_store"),
     "sync": ("lakestore.maintenance", "sync_spool"),
+    "gc": ("lakestore.lifecycle", "collect_garbage"),
 }
 
 
@@ -72,8 +84,11 @@ __all__ = [
     "clean",
     "compact",
     "connect",
+    "delete_experiment",
+    "delete_run",
     "delete_tag",
     "end_run",
+    "gc",
     "get_experiment_by_name",
     "get_metric_history",
     "get_run",
@@ -84,9 +99,15 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "rename_experiment",
+    "rename_run",
+    "restore_experiment",
+    "restore_run",
     "search_experiments",
     "search_runs",
     "set_experiment",
+    "set_experiment_tag",
+    "set_experiment_tags",
     "set_store",
     "set_tag",
     "set_tags",

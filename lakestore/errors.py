@@ -35,6 +35,14 @@ class RunNotFoundError(LakestoreError):
     """A run id that the store does not hold."""
 
 
+class RunDeletedError(LakestoreError):
+    """A run that cannot be resumed because it, or its experiment, is deleted."""
+
+
+class ExperimentNotFoundError(LakestoreError):
+    """An experiment that the store does not hold."""
+
+
 class FormatVersionError(LakestoreError):
     """A store written in a newer format than this lakestore reads."""
 

@@ -62,6 +62,27 @@ LOST_AFTER = 5 * HEARTBEAT_INTERVAL
 """Seconds after its latest row at which readers take a writer whose latest row is
 ``RUNNING`` for lost: five heartbeats missed, time enough for a slow store or a pause."""
 
+EXPERIMENT_RUN = "_experiment"
+"""The run id under which an experiment's own tags are stored in the ``tags`` table (its
+name, whether it is deleted, the tags set with set_experiment_tag): no run has this id."""
+
+DELETED_TAG = "lakestore.deleted"
+"""The tag that marks a run, or an experiment (on EXPERIMENT_RUN), deleted: its value is
+``true``; restoring deletes the tag. Its timestamp is the time of the deletion."""
+
+RUN_NAME_TAG = "mlflow.runName"
+"""The tag that renames a run, as in MLflow: when set, it is the run's name."""
+
+EXPERIMENT_NAME_TAG = "lakestore.name"
+"""The tag, on EXPERIMENT_RUN, that renames an experiment: when set, it is the name lists
+and searches show; the experiment's id stays the name it was created with."""
+
+RESERVED_TAG_PREFIX = "lakestore."
+"""Tags whose keys start with this are lakestore's own: the views show them as columns."""
+
+LIFECYCLE_STAGES = ("active", "deleted")
+"""The lifecycle stages of runs and experiments, as MLflow names them."""
+
 _UNRESERVED_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -257,6 +278,10 @@ def check_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise InvalidNameError(
             f"run id {run_id!r} is not valid: run ids are 1 to 64 letters, digits, '-' or '_'"
+        )
+    if run_id == EXPERIMENT_RUN:
+        raise InvalidNameError(
+            f"run id {run_id!r} is reserved: it holds the tags of the experiment itself"
         )
     return run_id
 

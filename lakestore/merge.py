@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 from lakestore import files, format, layout
+from lakestore.errors import StoreError
 from lakestore.layout import ExperimentFiles, Part, Snapshot
 
 if TYPE_CHECKING:
@@ -527,6 +528,89 @@ def collect_garbage(storage: Storage, found: ExperimentFiles, grace: float) -> i
     ]
     storage.delete_many(doomed)
     return len(leases) + len(doomed)
+
+
+# -- purging deleted runs -------------------------------------------------------------------
+
+
+def purge_runs(storage: Storage, folder: str, runs: set[str]) -> int:
+    """Remove the rows of ``runs`` from the experiment in ``folder`` for good: merge its
+    inbox, then rewrite each part that holds their rows without them, and publish the
+    result as the next snapshot. Returns the number of parts rewritten.
+
+    Each run keeps its deletion tag (a row in a part), so that rows of it that a merge
+    racing with the purge writes again stay deleted, for the next purge to remove. The
+    parts replaced are deleted, as a merge's are, once the new snapshot is ``grace``
+    seconds old.
+    """
+    merge_experiment(storage, folder, min_files=0, lease=False, part_rows=MAX_PART_ROWS)
+    for _ in range(_COMMIT_ATTEMPTS):
+        found = layout.list_experiments(storage, folder).get(folder, ExperimentFiles(folder))
+        base = found.snapshot
+        if base is None or not _newest_snapshot_readable(found):
+            return 0  # nothing merged (an unreadable newest snapshot is reported by merges)
+        generation = base.generation + 1
+        parts = {table: list(kept) for table, kept in base.parts.items()}
+        written: list[str] = []
+        try:
+            for table, table_parts in base.parts.items():
+                for part in table_parts:
+                    if not _holds_runs(storage, part.path, runs):
+                        continue
+                    batches = (
+                        _without_runs(batch, table, runs)
+                        for batch in _part_batches(storage, part.path, table)
+                    )
+                    rewritten = _write_part(storage, folder, table, generation, batches)
+                    written.append(rewritten.path)
+                    parts[table] = [p for p in parts[table] if p != part]
+                    if rewritten.rows:
+                        parts[table].append(rewritten)
+            if not written:
+                return 0
+            snapshot = Snapshot(
+                base.experiment,
+                generation,
+                {table: kept for table, kept in parts.items() if kept},
+                dict(base.merged),
+            )
+            published = _publish(storage, folder, snapshot)
+        except BaseException:
+            storage.delete_many(written)
+            raise
+        if published:
+            storage.delete_many([path for path in written if path not in snapshot.all_parts()])
+            return len(written)
+        storage.delete_many(written)  # a merge published first: purge its snapshot
+    raise StoreError(
+        f"merges of {storage.path(folder)} kept publishing before the purge: run lakestore gc again"
+    )
+
+
+def _holds_runs(storage: Storage, path: str, runs: set[str]) -> bool:
+    """Whether the part ``path`` has rows of ``runs`` (other than their deletion tags)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with storage.open_read(path) as file:
+        table = layout.table_of(path)
+        columns = ["run", "key"] if table == "tags" else ["run"]
+        rows = pq.read_table(file, columns=columns)
+    if table == "tags":
+        rows = rows.filter(pc.not_equal(rows["key"], format.DELETED_TAG))
+    return bool(pc.any(pc.is_in(rows["run"], pa.array(sorted(runs)))).as_py())
+
+
+def _without_runs(batch: pa.Table, table: str, runs: set[str]) -> pa.Table:
+    """``batch`` without the rows of ``runs``, but for their deletion tags."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kept = pc.invert(pc.is_in(batch["run"], pa.array(sorted(runs))))
+    if table == "tags":
+        kept = pc.or_(kept, pc.equal(batch["key"], format.DELETED_TAG))
+    return batch.filter(kept)
 
 
 # -- merging in the background, as writers write ------------------------------------------

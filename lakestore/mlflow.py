@@ -6,9 +6,9 @@ pandas is installed, else Polars) and ``MlflowClient``'s tracking methods, retur
 objects shaped as MLflow's (``run.info.run_id``, ``run.data.metrics``). Where the two
 differ:
 
-- an experiment's id is its name (lakestore names experiments; MLflow's default
-  experiment ``"0"`` is lakestore's ``"default"``), and an experiment exists once a run
-  is logged in it;
+- an experiment's id is the name it was created with, which renaming leaves as it is
+  (MLflow's default experiment ``"0"`` is lakestore's ``"default"``), and an experiment
+  exists once it has a run or a tag;
 - the tracking URI is a folder, a ``file:`` URL or an ``s3://`` URL: the store itself
   (``sqlite:`` and ``http:`` stores are read by ``lakestore import mlflow``);
 - a run whose writers died is ``CRASHED`` in lakestore, ``FAILED`` here, MLflow's word;
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from lakestore import lifecycle as _lifecycle
 from lakestore import reading as _reading
 from lakestore import stores as _stores
 from lakestore import tracking as _tracking
@@ -45,6 +46,14 @@ _STATUSES = {"CRASHED": "FAILED"}
 
 
 # -- entities ------------------------------------------------------------------------------
+
+
+class ViewType:
+    """Which runs or experiments a search takes: MLflow's ``mlflow.entities.ViewType``."""
+
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,7 @@ def _as_mlflow_run(record: _reading.RunRecord) -> Run:
         record.run_id, record.run_name, _experiment_id(record.experiment), record.user,
         _STATUSES.get(record.status, record.status),
         _milliseconds(record.start_time), _milliseconds(record.end_time),
+        record.lifecycle_stage,
     )  # fmt: skip
     tags = _system_tags(record) | record.tags
     return Run(info, RunData(dict(record.metrics), dict(record.params), tags))
@@ -179,8 +189,9 @@ def _as_mlflow_experiment(record: _reading.ExperimentRecord) -> Experiment:
     created = _milliseconds(record.first_start)
     updated = _milliseconds(record.last_start)
     return Experiment(
-        _experiment_id(record.name), record.name, None, "active", {}, created, updated
-    )
+        _experiment_id(record.experiment_id), record.name, None, record.lifecycle_stage,
+        dict(record.tags), created, updated,
+    )  # fmt: skip
 
 
 # -- tracking URI and experiments -------------------------------------------------------------
@@ -214,42 +225,86 @@ def _store_of(uri: str) -> str:
 def set_experiment(
     experiment_name: str | None = None, experiment_id: str | None = None
 ) -> Experiment:
-    """Make the experiment (by name, or by id, which is its name) the one of new runs."""
+    """Make the experiment (by name, or by id) the one of new runs, creating it if new."""
     if (experiment_name is None) == (experiment_id is None):
         raise LakestoreError("set_experiment takes an experiment_name or an experiment_id")
-    name = experiment_name if experiment_name is not None else _experiment_name(experiment_id)  # type: ignore[arg-type]
-    _tracking.set_experiment(name)
-    found = _reading.get_experiment_by_name(name) if _store_exists() else None
-    if found is not None:
-        return _as_mlflow_experiment(found)
-    return Experiment(_experiment_id(name), name)
+    if experiment_name is not None:
+        found = get_experiment_by_name(experiment_name)
+    else:
+        found = get_experiment(experiment_id)  # type: ignore[arg-type]
+    if found is None:
+        name = experiment_name if experiment_name is not None else experiment_id
+        found = Experiment(_experiment_id(str(name)), _experiment_name(str(name)))
+    elif found.lifecycle_stage == "deleted":
+        raise LakestoreError(
+            f"experiment {found.name!r} is deleted: restore it first "
+            f"(mlflow.tracking.MlflowClient().restore_experiment({found.experiment_id!r}))"
+        )
+    _tracking.set_experiment(_experiment_name(found.experiment_id))
+    return found
 
 
-def create_experiment(name: str, artifact_location: str | None = None, tags: Any = None) -> str:
-    """The id of experiment ``name`` (its name): an experiment exists once it has a run."""
+def create_experiment(
+    name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
+) -> str:
+    """The id of a new experiment ``name`` (its name), with ``tags``."""
     from lakestore import format
 
     format.check_experiment_name(name)
+    if get_experiment_by_name(name) is not None:
+        raise LakestoreError(f"experiment {name!r} already exists")
+    _lifecycle.set_experiment_tags(tags or {}, experiment=_experiment_name(name))
     return _experiment_id(name)
 
 
 def get_experiment(experiment_id: str) -> Experiment | None:
-    return get_experiment_by_name(_experiment_name(experiment_id))
+    """The experiment of id ``experiment_id`` (deleted or not), or None."""
+    wanted = _experiment_name(experiment_id)
+    for found in _experiments("all"):
+        if found.experiment_id == wanted:
+            return _as_mlflow_experiment(found)
+    return None
 
 
 def get_experiment_by_name(name: str) -> Experiment | None:
-    """The experiment ``name``, or None if no run was logged in it."""
+    """The experiment named ``name`` (deleted or not), or None."""
     if not _store_exists():
         return None
     found = _reading.get_experiment_by_name(name)
     return None if found is None else _as_mlflow_experiment(found)
 
 
-def search_experiments(*args: Any, **kwargs: Any) -> list[Experiment]:
-    """Every experiment of the store (filters and ordering are not taken)."""
+def _experiments(view_type: Any) -> list[_reading.ExperimentRecord]:
     if not _store_exists():
         return []
-    return [_as_mlflow_experiment(found) for found in _reading.search_experiments()]
+    return _reading.search_experiments(view_type=view_type)
+
+
+def search_experiments(
+    view_type: Any = ViewType.ACTIVE_ONLY, *args: Any, **kwargs: Any
+) -> list[Experiment]:
+    """The experiments of the store in ``view_type`` (filters and ordering are not taken)."""
+    return [_as_mlflow_experiment(found) for found in _experiments(view_type)]
+
+
+def delete_experiment(experiment_id: str) -> None:
+    """Mark the experiment deleted, with its runs (``lakestore gc`` purges it later)."""
+    _lifecycle.delete_experiment(_experiment_name(experiment_id))
+
+
+def set_experiment_tag(key: str, value: Any) -> None:
+    """Set a tag on the current experiment."""
+    set_experiment_tags({key: value})
+
+
+def set_experiment_tags(tags: dict[str, Any]) -> None:
+    """Set tags on the current experiment."""
+    _lifecycle.set_experiment_tags(tags)
+
+
+def delete_run(run_id: str) -> None:
+    """Mark the run deleted (``lakestore gc`` purges it later)."""
+    _lifecycle.delete_run(run_id)
 
 
 def _store_exists() -> bool:
@@ -384,7 +439,9 @@ def search_runs(
     Without experiments named, searches the current experiment, or every one with
     ``search_all_experiments``."""
     experiments = [_experiment_name(i) for i in experiment_ids or []]
-    experiments += list(experiment_names or [])
+    if experiment_names:
+        ids = {found.name: found.experiment_id for found in _experiments("all")}
+        experiments += [ids.get(name, name) for name in experiment_names]
     if not experiments and not search_all_experiments:
         experiments = [_tracking.current_experiment()]
     found = _reading.search_runs(
@@ -392,6 +449,7 @@ def search_runs(
         order_by=order_by,
         max_results=max_results,
         experiments=experiments or None,
+        view_type=ViewType.ACTIVE_ONLY if run_view_type is None else run_view_type,
     ).to_arrow_table()
     if output_format == "list":
         return [get_run(run_id) for run_id in found.column("run_id").to_pylist()]
@@ -474,8 +532,35 @@ class MlflowClient:
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         return get_experiment_by_name(name)
 
-    def search_experiments(self, *args: Any, **kwargs: Any) -> list[Experiment]:
-        return search_experiments()
+    def search_experiments(
+        self, view_type: Any = ViewType.ACTIVE_ONLY, *args: Any, **kwargs: Any
+    ) -> list[Experiment]:
+        return search_experiments(view_type)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        delete_experiment(experiment_id)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        _lifecycle.restore_experiment(_experiment_name(experiment_id))
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        _lifecycle.rename_experiment(_experiment_name(experiment_id), new_name)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        _lifecycle.set_experiment_tags({key: value}, experiment=_experiment_name(experiment_id))
+
+    def delete_run(self, run_id: str) -> None:
+        delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> None:
+        _lifecycle.restore_run(run_id)
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        """Rename the run (``name``) or end it with ``status``."""
+        if name is not None:
+            _lifecycle.rename_run(run_id, name)
+        if status is not None:
+            self.set_terminated(run_id, status)
 
     def create_run(
         self,
@@ -569,7 +654,7 @@ class MlflowClient:
 
 entities = SimpleNamespace(
     Metric=Metric, Param=Param, RunTag=RunTag, Experiment=Experiment, Run=Run,
-    RunInfo=RunInfo, RunData=RunData,
+    RunInfo=RunInfo, RunData=RunData, ViewType=ViewType,
 )  # fmt: skip
 """``mlflow.entities``, as scripts name the entities."""
 
@@ -618,8 +703,11 @@ __all__ = [
     "RunInfo",
     "RunNotFoundError",
     "RunTag",
+    "ViewType",
     "active_run",
     "create_experiment",
+    "delete_experiment",
+    "delete_run",
     "delete_tag",
     "end_run",
     "entities",
@@ -635,6 +723,8 @@ __all__ = [
     "search_experiments",
     "search_runs",
     "set_experiment",
+    "set_experiment_tag",
+    "set_experiment_tags",
     "set_tag",
     "set_tags",
     "set_tracking_uri",

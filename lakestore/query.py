@@ -85,12 +85,22 @@ _VIEWS = {
         FROM params_log
         QUALIFY row_number() OVER (PARTITION BY experiment, run, key ORDER BY timestamp) = 1
     """,
-    "tags": """
+    "tag_states": """
         SELECT * FROM (
             SELECT experiment, run AS run_id, key, value, timestamp, writer_id FROM tags_log
             QUALIFY row_number() OVER (
                 PARTITION BY experiment, run, key ORDER BY timestamp DESC) = 1
         ) WHERE value IS NOT NULL
+    """,
+    "tags": f"""
+        SELECT * FROM tag_states
+        WHERE run_id <> '{format.EXPERIMENT_RUN}'
+          AND NOT starts_with(key, '{format.RESERVED_TAG_PREFIX}')
+    """,
+    "experiment_tags": f"""
+        SELECT experiment, key, value, timestamp FROM tag_states
+        WHERE run_id = '{format.EXPERIMENT_RUN}'
+          AND NOT starts_with(key, '{format.RESERVED_TAG_PREFIX}')
     """,
     "metric_summary": """
         SELECT experiment, run AS run_id, key,
@@ -147,29 +157,83 @@ _VIEWS = {
         SELECT * REPLACE (CASE WHEN status = 'RUNNING' THEN NULL ELSE end_time END AS end_time)
         FROM states
     """,
-    "runs": """
-        SELECT s.experiment, s.run_id, s.run_name, s.status, s.parent_run_id, s."user",
-               s.host, s.start_time, s.end_time,
+    "all_runs": f"""
+        WITH states AS MATERIALIZED (  -- the tags files are read once
+            SELECT * FROM tag_states
+        ), tagged AS (
+            SELECT experiment, run_id,
+                   map(list(key ORDER BY key), list(value ORDER BY key)) AS tags
+            FROM states
+            WHERE run_id <> '{format.EXPERIMENT_RUN}'
+              AND NOT starts_with(key, '{format.RESERVED_TAG_PREFIX}')
+            GROUP BY experiment, run_id
+        ), renamed AS (
+            SELECT experiment, run_id, value AS renamed_to FROM states
+            WHERE key = '{format.RUN_NAME_TAG}'
+        ), deleted AS (
+            SELECT experiment, run_id, timestamp AS deleted_time FROM states
+            WHERE key = '{format.DELETED_TAG}'
+        )
+        SELECT s.experiment, s.run_id, coalesce(n.renamed_to, s.run_name) AS run_name,
+               s.status, s.parent_run_id, s."user", s.host, s.start_time, s.end_time,
                epoch(s.end_time - s.start_time) AS duration_s,
-               coalesce(t.tags, MAP {}) AS tags
+               coalesce(t.tags, MAP {{}}) AS tags,
+               CASE WHEN d.deleted_time IS NULL AND e.deleted_time IS NULL THEN 'active'
+                    ELSE 'deleted' END AS lifecycle_stage,
+               coalesce(d.deleted_time, e.deleted_time) AS deleted_time
         FROM run_states AS s
-        LEFT JOIN (
-            SELECT experiment, run_id, map(list(key ORDER BY key), list(value ORDER BY key)) AS tags
-            FROM tags GROUP BY experiment, run_id
-        ) AS t USING (experiment, run_id)
+        LEFT JOIN tagged AS t ON t.experiment = s.experiment AND t.run_id = s.run_id
+        LEFT JOIN renamed AS n ON n.experiment = s.experiment AND n.run_id = s.run_id
+        LEFT JOIN deleted AS d ON d.experiment = s.experiment AND d.run_id = s.run_id
+        LEFT JOIN deleted AS e
+            ON e.experiment = s.experiment AND e.run_id = '{format.EXPERIMENT_RUN}'
+    """,
+    "runs": """
+        SELECT * EXCLUDE (lifecycle_stage, deleted_time) FROM all_runs
+        WHERE lifecycle_stage = 'active'
+    """,
+    "all_experiments": f"""
+        WITH states AS MATERIALIZED (
+            SELECT * FROM tag_states
+        ), deleted_runs AS (
+            SELECT experiment, run_id FROM states WHERE key = '{format.DELETED_TAG}'
+        ), counted AS (
+            SELECT s.experiment, count(*) FILTER (WHERE d.run_id IS NULL) AS runs,
+                   min(s.start_time) AS first_start, max(s.start_time) AS last_start
+            FROM run_states AS s
+            LEFT JOIN deleted_runs AS d ON d.experiment = s.experiment AND d.run_id = s.run_id
+            GROUP BY s.experiment
+        ), own AS (
+            SELECT experiment,
+                   any_value(value) FILTER (WHERE key = '{format.EXPERIMENT_NAME_TAG}') AS name,
+                   any_value(timestamp) FILTER (WHERE key = '{format.DELETED_TAG}')
+                       AS deleted_time,
+                   map(list(key ORDER BY key) FILTER (WHERE NOT reserved),
+                       list(value ORDER BY key) FILTER (WHERE NOT reserved)) AS tags
+            FROM (
+                SELECT *, starts_with(key, '{format.RESERVED_TAG_PREFIX}') AS reserved
+                FROM states WHERE run_id = '{format.EXPERIMENT_RUN}'
+            )
+            GROUP BY experiment
+        )
+        SELECT experiment, coalesce(own.name, experiment) AS name,
+               CASE WHEN own.deleted_time IS NULL THEN 'active' ELSE 'deleted' END
+                   AS lifecycle_stage,
+               own.deleted_time, coalesce(counted.runs, 0) AS runs,
+               counted.first_start, counted.last_start, coalesce(own.tags, MAP {{}}) AS tags
+        FROM counted FULL OUTER JOIN own USING (experiment)
     """,
     "experiments": """
-        SELECT experiment, count(*) AS runs, min(start_time) AS first_start,
-               max(start_time) AS last_start
-        FROM runs GROUP BY experiment
+        SELECT * EXCLUDE (lifecycle_stage, deleted_time) FROM all_experiments
+        WHERE lifecycle_stage = 'active'
     """,
 }
 
 
 def _of_runs(listing: _Listing, runs: list[str]) -> _Listing:
-    """``listing`` without the inbox files of other runs than ``runs`` (parts hold many
-    runs: readers skip their row groups of other runs)."""
-    wanted = set(runs)
+    """``listing`` without the inbox files of other runs than ``runs`` and the experiment's
+    own tags (parts hold many runs: readers skip their row groups of other runs)."""
+    wanted = {*runs, format.EXPERIMENT_RUN}  # the experiment's own tags say if it is deleted
     return listing._replace(
         sources={
             source: [
@@ -482,8 +546,9 @@ class Store:
                 if None in known
                 else sorted({layout.experiment_folder(name) for name in known if name})
             )
+            listed = [*runs, format.EXPERIMENT_RUN] if "tags" in tables else runs
             narrowed = layout.list_runs(
-                self.storage, runs, tables, parts, at_most=NARROW_LISTINGS, folders=folders
+                self.storage, listed, tables, parts, at_most=NARROW_LISTINGS, folders=folders
             )
             if narrowed is None:
                 return None
@@ -622,6 +687,7 @@ class Store:
         order_by: list[str] | None = None,
         max_results: int | None = 1000,
         experiments: list[str] | None = None,
+        view_type: search.ViewType = "active_only",
     ) -> duckdb.DuckDBPyRelation:
         """Runs matching an MLflow filter, one row each, params and metrics as columns.
 
@@ -631,12 +697,20 @@ class Store:
         ``order_by`` takes clauses such as ``"metrics.acc DESC"``; runs are otherwise
         newest first. Besides the columns of ``runs``, the result has ``params.<key>``
         (text), ``metrics.<key>`` (latest value) and ``tags.<key>`` columns.
+
+        ``view_type`` takes deleted runs too (``all``) or alone (``deleted_only``), as
+        MLflow's ``run_view_type`` does; the result then has the columns of ``all_runs``.
         """
+        stages = search.lifecycle_stages(view_type)
+        source = "runs" if stages == ["active"] else "all_runs"
         compiled = search.compile_filter(filter_string)
         order = search.parse_order_by(order_by or [])
         keys = compiled.keys + [key for key, _ in order]
         parameters: list[object] = [*search.join_parameters(keys), *compiled.parameters]
         where = [compiled.where]
+        if source == "all_runs":
+            where.append("list_contains(?, r.lifecycle_stage)")
+            parameters.append(stages)
         if experiments is not None:
             where.append("list_contains(?, r.experiment)")
             parameters.append(list(experiments))
@@ -654,16 +728,17 @@ class Store:
                 )
             parameters.append(max_results)
         selection = (
-            f"SELECT r.run_id FROM runs AS r\n{search.joins(keys)}\n"
+            f"SELECT r.run_id FROM {source} AS r\n{search.joins(keys)}\n"
             f"WHERE {' AND '.join(where)}\nORDER BY {', '.join(order_terms)}"
             + ("\nLIMIT ?" if max_results is not None else "")
         )
         with self._one_listing():
             run_ids = [row[0] for row in self._run(selection, parameters, _fetchall)]
-            return self._wide_runs(run_ids)
+            return self._wide_runs(run_ids, source)
 
-    def _wide_runs(self, run_ids: list[str]) -> duckdb.DuckDBPyRelation:
-        """``runs`` rows of ``run_ids``, in that order, with pivoted params, metrics, tags.
+    def _wide_runs(self, run_ids: list[str], source: str) -> duckdb.DuckDBPyRelation:
+        """Rows of ``source`` (``runs`` or ``all_runs``) of ``run_ids``, in that order, with
+        pivoted params, metrics and tags.
 
         DuckDB's PIVOT takes no bound parameters, so the ids go to a temporary table; the
         result is computed at once and returned as a relation over it.
@@ -690,7 +765,7 @@ class Store:
         try:
             table = self._run(
                 f"SELECT {selected}.position AS _position, runs.* EXCLUDE (tags), {columns}\n"
-                f"FROM {selected} JOIN runs USING (run_id)\n" + "\n".join(joins),
+                f"FROM {selected} JOIN {source} AS runs USING (run_id)\n" + "\n".join(joins),
                 None,
                 _to_arrow,
                 runs=run_ids,
@@ -729,7 +804,7 @@ class Store:
         missing = set(run_ids) - {
             row[0]
             for row in self._run(
-                "SELECT run_id FROM runs WHERE list_contains(?, run_id)",
+                "SELECT run_id FROM all_runs WHERE list_contains(?, run_id)",
                 [run_ids],
                 _fetchall,
                 runs=run_ids,

@@ -17,7 +17,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lakestore import search
 from lakestore.errors import RunNotFoundError
+from lakestore.search import ViewType
 from lakestore.stores import get_store_options, get_store_uri
 
 if TYPE_CHECKING:
@@ -43,30 +45,36 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     """The latest value of each metric (greatest step, then latest timestamp)."""
     tags: dict[str, str] = field(default_factory=dict)
+    lifecycle_stage: str = "active"
+    """``active``, or ``deleted`` (by delete_run(), or with its experiment)."""
 
 
 @dataclass(frozen=True)
 class ExperimentRecord:
-    """One experiment: its name (lakestore's experiment id too) and its runs."""
+    """One experiment: its name, its id (the name it was created with, which renaming
+    leaves as it is), its stage, its tags and its runs (those not deleted one by one)."""
 
     name: str
     runs: int
     first_start: dt.datetime | None
     last_start: dt.datetime | None
+    experiment_id: str = ""
+    lifecycle_stage: str = "active"
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def run_record(store: Store, run_id: str) -> RunRecord:
     """The run ``run_id`` of ``store``; RunNotFoundError if the store has no such run."""
     attributes = store._run(
         'SELECT experiment, run_id, run_name, status, parent_run_id, "user", host, '
-        "start_time, end_time FROM runs WHERE run_id = $id",
+        "start_time, end_time, lifecycle_stage FROM all_runs WHERE run_id = $id",
         {"id": run_id},
         lambda relation: relation.fetchall(),
         runs=[run_id],
     )
     if not attributes:
         raise RunNotFoundError(f"no run {run_id!r} in store {store.storage.url}")
-    [(experiment, _, name, status, parent, user, host, start, end)] = attributes
+    [(experiment, _, name, status, parent, user, host, start, end, stage)] = attributes
     keyed = store._run(
         "SELECT 'params', key, value, NULL FROM params WHERE run_id = $id "
         "UNION ALL SELECT 'tags', key, value, NULL FROM tags WHERE run_id = $id "
@@ -78,15 +86,23 @@ def run_record(store: Store, run_id: str) -> RunRecord:
     sections: dict[str, dict[str, Any]] = {"params": {}, "tags": {}, "metrics": {}}
     for section, key, text, number in keyed:
         sections[section][key] = number if section == "metrics" else text
-    return RunRecord(run_id, experiment, name, status, parent, user, host, start, end, **sections)
+    return RunRecord(
+        run_id, experiment, name, status, parent, user, host, start, end, **sections,
+        lifecycle_stage=stage,
+    )  # fmt: skip
 
 
-def experiment_records(store: Store, name: str | None = None) -> list[ExperimentRecord]:
-    """The experiments of ``store`` (only ``name``, if given), by name."""
+def experiment_records(
+    store: Store, name: str | None = None, view_type: ViewType = "active_only"
+) -> list[ExperimentRecord]:
+    """The experiments of ``store`` in ``view_type`` (``active_only``, ``deleted_only`` or
+    ``all``), by name; with ``name``, the one of that name, whatever its stage."""
+    stages = search.lifecycle_stages("all" if name is not None else view_type)
     rows = store._run(
-        "SELECT experiment, runs, first_start, last_start FROM experiments "
-        "WHERE $name IS NULL OR experiment = $name ORDER BY experiment",
-        {"name": name},
+        "SELECT name, runs, first_start, last_start, experiment, lifecycle_stage, tags "
+        "FROM all_experiments WHERE ($name IS NULL OR name = $name) "
+        "AND list_contains($stages, lifecycle_stage) ORDER BY name",
+        {"name": name, "stages": stages},
         lambda relation: relation.fetchall(),
     )
     return [ExperimentRecord(*row) for row in rows]
@@ -124,6 +140,7 @@ def search_runs(
     order_by: list[str] | None = None,
     max_results: int | None = 1000,
     experiments: list[str] | None = None,
+    view_type: ViewType = "active_only",
     store: str | os.PathLike[str] | None = None,
 ) -> duckdb.DuckDBPyRelation:
     """Runs matching an MLflow filter: :meth:`lakestore.Store.search_runs` on the store
@@ -131,7 +148,11 @@ def search_runs(
     opened = _reading(store)
     with _open_lock:
         return opened.search_runs(
-            filter_string, order_by=order_by, max_results=max_results, experiments=experiments
+            filter_string,
+            order_by=order_by,
+            max_results=max_results,
+            experiments=experiments,
+            view_type=view_type,
         )
 
 
@@ -147,18 +168,21 @@ def get_metric_history(
 def get_experiment_by_name(
     name: str, *, store: str | os.PathLike[str] | None = None
 ) -> ExperimentRecord | None:
-    """The experiment ``name``, or None if the store has no run in it."""
+    """The experiment named ``name`` (deleted or not), or None if the store has none."""
     opened = _reading(store)
     with _open_lock:
         found = experiment_records(opened, name)
     return found[0] if found else None
 
 
-def search_experiments(*, store: str | os.PathLike[str] | None = None) -> list[ExperimentRecord]:
-    """Every experiment of the store, by name."""
+def search_experiments(
+    *, view_type: ViewType = "active_only", store: str | os.PathLike[str] | None = None
+) -> list[ExperimentRecord]:
+    """The experiments of the store in ``view_type`` (``active_only``, ``deleted_only`` or
+    ``all``), by name."""
     opened = _reading(store)
     with _open_lock:
-        return experiment_records(opened)
+        return experiment_records(opened, view_type=view_type)
 
 
 def reset() -> None:

@@ -17,6 +17,31 @@ class FilterError(LakestoreError, ValueError):
     """A filter or order-by string that does not parse."""
 
 
+ViewType = str | int
+"""Which runs or experiments a search takes, as MLflow's ``ViewType`` says: ``active_only``
+(the default), ``deleted_only`` or ``all``, or MLflow's numbers for them (1, 2, 3)."""
+
+_VIEW_TYPES = {
+    "active_only": ["active"],
+    "deleted_only": ["deleted"],
+    "all": ["active", "deleted"],
+}
+_MLFLOW_VIEW_TYPES = {1: "active_only", 2: "deleted_only", 3: "all"}
+
+
+def lifecycle_stages(view_type: ViewType) -> list[str]:
+    """The lifecycle stages that ``view_type`` takes; FilterError if it names none."""
+    if isinstance(view_type, int) and not isinstance(view_type, bool):
+        view_type = _MLFLOW_VIEW_TYPES.get(view_type, str(view_type))
+    stages = _VIEW_TYPES.get(view_type.lower()) if isinstance(view_type, str) else None
+    if stages is None:
+        raise FilterError(
+            f"view type {view_type!r} is not one of {', '.join(_VIEW_TYPES)} "
+            "(or MLflow's ViewType 1, 2, 3)"
+        )
+    return stages
+
+
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)

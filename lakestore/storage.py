@@ -186,6 +186,13 @@ class Storage(ABC):
         for path in paths:
             self.delete(path)
 
+    def delete_folder(self, prefix: str) -> int:
+        """Remove every file under the folder ``prefix`` (and, in a local folder, the
+        folders left empty); returns how many files were removed."""
+        found = list(self.list_names(prefix))
+        self.delete_many(found)
+        return len(found)
+
 
 class LocalStorage(Storage):
     """A store in a local folder."""
@@ -315,6 +322,13 @@ class LocalStorage(Storage):
 
     def delete(self, relative: str) -> None:
         _remove_quietly(self.path(relative))
+
+    def delete_folder(self, prefix: str) -> int:
+        removed = super().delete_folder(prefix)
+        for folder, _, _ in sorted(os.walk(self.path(prefix)), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: a writer still writes there
+                os.rmdir(folder)
+        return removed
 
 
 class FsspecStorage(Storage):

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from lakestore import format, merge, system_metrics
 from lakestore.errors import (
+    InvalidNameError,
     InvalidValueError,
     NoActiveRunError,
     ParamConflictError,
     RunAlreadyActiveError,
+    RunDeletedError,
     RunNotFoundError,
 )
 from lakestore.format import arrow_column
@@ -316,6 +318,13 @@ class Run:
 def _tag_rows(tags: dict[str, Any]) -> list[tuple[str, str, int]]:
     """Rows of the tags table; raises before returning any if one tag is bad."""
     now = _now_us()
+    for key in tags:
+        if isinstance(key, str) and key.startswith(format.RESERVED_TAG_PREFIX):
+            raise InvalidNameError(
+                f"tag key {key!r} is reserved: keys starting with "
+                f"{format.RESERVED_TAG_PREFIX!r} are lakestore's own (delete a run with "
+                "lakestore.delete_run, rename it with lakestore.rename_run)"
+            )
     return [
         (format.check_key(key, "tag"), format.check_text(str(value), f"tag {key!r} value"), now)
         for key, value in tags.items()
@@ -481,6 +490,26 @@ def _read_run_table(storage: Storage, table: str, experiment: str, run_id: str) 
     return rows.sort_by("timestamp" if table != "runs" else "event_time")
 
 
+def _check_not_deleted(storage: Storage, experiment: str, run_id: str) -> None:
+    """Raise RunDeletedError if the run, or its experiment, is deleted: as in MLflow, a
+    deleted run is restored before it is resumed."""
+    for owner, what in ((run_id, "run"), (format.EXPERIMENT_RUN, "experiment")):
+        tags = _read_run_table(storage, "tags", experiment, owner)
+        deleted = [
+            value
+            for key, value in zip(
+                tags.column("key").to_pylist(), tags.column("value").to_pylist(), strict=True
+            )
+            if key == format.DELETED_TAG
+        ]
+        if deleted and deleted[-1] is not None:
+            name = run_id if what == "run" else experiment
+            raise RunDeletedError(
+                f"cannot resume run {run_id!r}: its {what} {name!r} is deleted; restore it "
+                f"first (lakestore {what}s restore {name})"
+            )
+
+
 def start_run(
     run_id: str | None = None,
     *,
@@ -585,6 +614,9 @@ def begin_run(
         keys, values = logged.column("key").to_pylist(), logged.column("value").to_pylist()
         for key, value in zip(keys, values, strict=True):
             params.setdefault(key, value)  # the earliest value is the param's value
+        _check_not_deleted(storage, experiment, run_id)
+        if run_name is not None:  # a new name given on resuming renames the run
+            tags = {**(tags or {}), format.RUN_NAME_TAG: run_name}
         events = _read_run_table(storage, "runs", experiment, run_id)
         if run_name is None:
             names = [n for n in events.column("run_name").to_pylist() if n is not None]

@@ -184,3 +184,71 @@ def test_the_example_script_prints_the_same_under_mlflow_and_lakestore(tmp_path:
         printed.append(done.stdout)
     assert printed[0] == printed[1]
     assert "best run lr=0.1: 20 train/loss points" in printed[0]
+
+
+LIFECYCLE_SCRIPT = """
+import sys
+
+import lakestore.mlflow as mlflow
+
+mlflow.set_tracking_uri(sys.argv[1])
+client = mlflow.tracking.MlflowClient()
+ALL, DELETED = mlflow.entities.ViewType.ALL, mlflow.entities.ViewType.DELETED_ONLY
+experiment = mlflow.create_experiment("sweep", tags={"team": "vision"})
+mlflow.set_experiment("sweep")
+ids = {}
+for name in ("a", "b", "c"):
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.log_metric("loss", 0.5)
+    ids[name] = run.info.run_id
+
+
+def names(**options):
+    found = mlflow.search_runs([experiment], output_format="list", **options)
+    return sorted(run.info.run_name for run in found)
+
+
+mlflow.delete_run(ids["a"])
+print("active", names(), "deleted", names(run_view_type=DELETED), "all", names(run_view_type=ALL))
+print("stage", client.get_run(ids["a"]).info.lifecycle_stage)
+client.restore_run(ids["a"])
+client.update_run(ids["b"], name="b2")
+print("renamed", names(), client.get_run(ids["b"]).data.tags["mlflow.runName"])
+client.set_experiment_tag(experiment, "goal", "sota")
+print("tags", sorted(client.get_experiment(experiment).tags.items()))
+client.rename_experiment(experiment, "final")
+found = client.get_experiment_by_name("final")
+print("renamed to", found.name, found.experiment_id == experiment)
+print("old name", client.get_experiment_by_name("sweep"))
+client.delete_experiment(experiment)
+print("experiment", client.get_experiment(experiment).lifecycle_stage)
+print("its runs", names(), names(run_view_type=ALL))
+print("listed", [e.name for e in mlflow.search_experiments() if e.name != "Default"])
+print("all", [e.name for e in mlflow.search_experiments(view_type=ALL) if e.name != "Default"])
+try:
+    mlflow.set_experiment("final")
+except Exception:
+    print("a deleted experiment is not set")
+client.restore_experiment(experiment)
+print("restored", names())
+"""
+
+
+def test_deleting_restoring_and_renaming_answer_as_in_mlflow(tmp_path: Path) -> None:
+    import subprocess
+
+    theirs = LIFECYCLE_SCRIPT.replace("import lakestore.mlflow as mlflow", "import mlflow", 1)
+    printed = []
+    for script, store in (
+        (LIFECYCLE_SCRIPT, str(tmp_path / "lakestore")),
+        (theirs, f"sqlite:///{tmp_path}/m.db"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", script, store], capture_output=True, text=True, timeout=300,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        printed.append(done.stdout)
+    assert printed[0] == printed[1]
+    assert "active ['b', 'c'] deleted ['a'] all ['a', 'b', 'c']" in printed[0]
+    assert "its runs [] ['a', 'b2', 'c']" in printed[0]
