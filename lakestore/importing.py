@@ -4,8 +4,9 @@
 (``sqlite:///mlflow.db``) or a file store (an ``mlruns/`` folder), and writes its runs to
 the lakestore store with their ids, names, statuses, start and end times, parent runs,
 users, params, tags (MLflow's system tags included) and full metric histories with their
-timestamps. SQLite databases are read directly, in one pass per table: MLflow's client
-would fetch each run's each metric history with its own query. Runs the store already
+timestamps; or a running MLflow server (``http://host:5000``), through MLflow's client.
+SQLite databases are read directly, in one pass per table: MLflow's client would fetch
+each run's each metric history with its own query. Runs the store already
 holds are skipped, so that importing again duplicates nothing and adds the runs logged
 since. Deleted runs and experiments (MLflow's ``lifecycle_stage``) are left out.
 
@@ -100,10 +101,7 @@ def import_mlflow(
 
 def _mlflow_source(uri: str) -> tuple[int, int, Iterator[SourceRun]]:
     if uri.startswith(("http://", "https://")):
-        raise ImportSourceError(
-            f"{uri} is an MLflow server; lakestore imports its database or mlruns folder: "
-            "run `lakestore import mlflow` on the server's --backend-store-uri"
-        )
+        return _server_store(uri)
     path = uri
     for prefix in ("sqlite:///", "file://", "file:"):
         if path.startswith(prefix):
@@ -124,7 +122,7 @@ def _runs_in(storage: Storage) -> set[str]:
     if format.read_format_version(storage) is None:
         return set()
     with connect(storage.url) as opened:
-        return {run_id for (run_id,) in opened.sql("SELECT run_id FROM runs").fetchall()}
+        return {run_id for (run_id,) in opened.sql("SELECT run_id FROM all_runs").fetchall()}
 
 
 # -- MLflow's SQLite store -------------------------------------------------------------------
@@ -195,6 +193,81 @@ class _Grouped:
         while (row := self._pending()) is not None and row[0] == run_id:
             self.index += 1
             yield row[1:]
+
+
+# -- a running MLflow server -----------------------------------------------------------------
+
+SERVER_PAGE = 1000
+"""Runs asked of an MLflow server at a time."""
+
+
+def _server_store(uri: str) -> tuple[int, int, Iterator[SourceRun]]:
+    """The live runs of the MLflow server at ``uri``, through MLflow's own client: a
+    request per page of runs, and one per metric of each run for its history (MLflow's
+    REST API has no bulk history). Reading the server's database instead is much faster
+    where it is reachable."""
+    try:
+        from mlflow.entities import ViewType
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise ImportSourceError(
+            f"{uri} is an MLflow server: reading one takes MLflow's client, "
+            "pip install 'lakestore[mlflow]'"
+        ) from None
+    client = MlflowClient(tracking_uri=uri)
+
+    def pages(search: Callable[[str | None], Any]) -> list[Any]:
+        found, token = [], None
+        while True:
+            page = search(token)
+            found += list(page)
+            token = page.token
+            if not token:
+                return found
+
+    try:
+        experiments = {
+            experiment.experiment_id: experiment.name
+            for experiment in pages(
+                lambda token: client.search_experiments(
+                    view_type=ViewType.ACTIVE_ONLY, max_results=SERVER_PAGE, page_token=token
+                )
+            )
+        }
+
+        def search(view_type: int) -> list[Any]:
+            if not experiments:
+                return []
+            return pages(
+                lambda token: client.search_runs(
+                    list(experiments),
+                    run_view_type=view_type,
+                    max_results=SERVER_PAGE,
+                    page_token=token,
+                )
+            )
+
+        live, deleted = search(ViewType.ACTIVE_ONLY), search(ViewType.DELETED_ONLY)
+    except Exception as error:  # MLflow raises its own and requests' errors
+        said = " ".join(str(error).split())  # one line: requests' errors span several
+        raise ImportSourceError(f"cannot read the MLflow server at {uri}: {said}") from None
+
+    def runs() -> Iterator[SourceRun]:
+        for found in live:
+            info, data = found.info, found.data
+            run = SourceRun(
+                info.run_id, experiments[info.experiment_id], info.run_name,
+                info.status, info.user_id, info.start_time, info.end_time,
+                dict(data.params), dict(data.tags),
+            )  # fmt: skip
+            for key in sorted(data.metrics):
+                run.points += [
+                    (key, None if math.isnan(p.value) else p.value, p.step, p.timestamp)
+                    for p in client.get_metric_history(info.run_id, key)
+                ]
+            yield run
+
+    return len(live), len(deleted), runs()
 
 
 # -- MLflow's file store ---------------------------------------------------------------------

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +49,51 @@ with mlflow.start_run(run_name="kept"):
 """
 
 
-def _mlflow_store(folder: Path, kind: str) -> str:
-    """An MLflow store of the runs LOGGING logs, of ``kind`` sqlite or files; its URI."""
-    uri = f"sqlite:///{folder / 'mlflow.db'}" if kind == "sqlite" else f"file://{folder / 'mlruns'}"
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow tracking server on 127.0.0.1 (its own SQLite database); its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--default-artifact-root", str(tmp_path / "artifacts"),
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"mlflow server exited: {server.stderr.read()[-2000:]}")  # type: ignore[union-attr]
+                if time.monotonic() > deadline:
+                    pytest.fail("mlflow server did not answer in 180 s")
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _mlflow_store(folder: Path, kind: str, server: str | None = None) -> str:
+    """An MLflow store of the runs LOGGING logs, of ``kind`` sqlite, files or server (at
+    ``server``); its URI."""
+    uri = {
+        "sqlite": f"sqlite:///{folder / 'mlflow.db'}",
+        "files": f"file://{folder / 'mlruns'}",
+        "server": server or "",
+    }[kind]
     environment = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true")
     subprocess.run(
         [sys.executable, "-c", LOGGING, uri], env=environment, check=True, capture_output=True,
@@ -65,9 +111,12 @@ def _import(uri: str, store: str) -> str:
     return done.stderr.strip()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "files"])
-def test_an_mlflow_store_imports_as_mlflow_reports_it(tmp_path: Path, kind: str) -> None:
-    uri = _mlflow_store(tmp_path, kind)
+@pytest.mark.parametrize("kind", ["sqlite", "files", "server"])
+def test_an_mlflow_store_imports_as_mlflow_reports_it(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("mlflow_server") if kind == "server" else None
+    uri = _mlflow_store(tmp_path, kind, server)
     store = str(tmp_path / "lakestore")
     said = _import(uri, store)
     assert said == (
@@ -116,15 +165,16 @@ def _milliseconds(moment: Any) -> int | None:
     ("source", "message"),
     [
         ("sqlite:////nowhere/mlflow.db", "no MLflow store at 'sqlite:////nowhere/mlflow.db'"),
-        ("http://localhost:5000", "is an MLflow server"),
+        ("http://127.0.0.1:9", "cannot read the MLflow server at http://127.0.0.1:9"),
     ],
 )
 def test_a_source_that_is_not_an_mlflow_store_is_one_clear_error(
     tmp_path: Path, source: str, message: str
 ) -> None:
+    environment = dict(os.environ, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
     done = subprocess.run(
         ["lakestore", "import", "mlflow", source, "--store", str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env=environment,
     )  # fmt: skip
     assert done.returncode == 1
     assert message in done.stderr
