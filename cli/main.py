@@ -792,6 +792,37 @@ def gc(
 
 
 @app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="The port to serve on.")] = 5050,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="The address to listen on; 0.0.0.0 makes the store readable by anyone who "
+            "can reach the port."
+        ),
+    ] = "127.0.0.1",
+    refresh: Annotated[
+        float, typer.Option(help="Seconds between an open page's updates of runs and charts.")
+    ] = 5.0,
+    store: StoreOption = None,
+) -> None:
+    """Serve a web dashboard of the store (read-only): runs, charts, comparisons, SQL."""
+    import lakestore.dashboard
+
+    warning = lakestore.dashboard.exposure_warning(host)
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
+    with _errors():
+        lakestore.dashboard.serve(
+            store,
+            host=host,
+            port=port,
+            refresh_seconds=refresh,
+            ready=lambda url: typer.echo(f"lakestore ui: {url} (Ctrl-C to stop)", err=True),
+        )
+
+
+@app.command()
 def clean(
     older_than: Annotated[
         float,

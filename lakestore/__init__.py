@@ -41,6 +41,7 @@ from lakestore.tracking import (
 )
 
 if TYPE_CHECKING:
+    from lakestore.dashboard import ui
     from lakestore.lifecycle import collect_garbage as gc
     from lakestore.maintenance import check_store as check
     from lakestore.maintenance import clean_store as clean
@@ -59,6 +60,7 @@ _LAZY = {
     "clean": ("lakestore.maintenance", "clean_store"),
     "sync": ("lakestore.maintenance", "sync_spool"),
     "gc": ("lakestore.lifecycle", "collect_garbage"),
+    "ui": ("lakestore.dashboard", "ui"),
 }
 
 
@@ -113,4 +115,5 @@ __all__ = [
     "set_tags",
     "start_run",
     "sync",
+    "ui",
 ]
