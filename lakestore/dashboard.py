@@ -345,7 +345,9 @@ def _dependencies() -> None:
 
     missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
     if missing:
-        raise UIError(f"lakestore ui needs {' and '.join(missing)}: pip install 'lakestore[ui]'")
+        raise UIError(
+            f"lakestore ui needs {' and '.join(missing)}: pip install {' '.join(missing)}"
+        )
 
 
 def _server(app: Starlette, host: str, port: int) -> Any:
