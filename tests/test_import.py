@@ -3,6 +3,7 @@ from its SQLite database and from an mlruns folder; importing again duplicates n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -49,17 +50,18 @@ with mlflow.start_run(run_name="kept"):
 """
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """A real MLflow tracking server on 127.0.0.1 (its own SQLite database); its URL."""
+@contextlib.contextmanager
+def _mlflow_server(database: Path) -> Iterator[str]:
+    """A real MLflow tracking server on 127.0.0.1 over the SQLite ``database``; its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--default-artifact-root", str(tmp_path / "artifacts"),
+            "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{database}",
+            "--default-artifact-root", str(database.parent / "artifacts"),
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -86,13 +88,11 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
             server.wait()
 
 
-def _mlflow_store(folder: Path, kind: str, server: str | None = None) -> str:
-    """An MLflow store of the runs LOGGING logs, of ``kind`` sqlite, files or server (at
-    ``server``); its URI."""
+def _mlflow_store(folder: Path, kind: str) -> str:
+    """An MLflow store of the runs LOGGING logs, of ``kind`` sqlite or files; its URI."""
     uri = {
         "sqlite": f"sqlite:///{folder / 'mlflow.db'}",
         "files": f"file://{folder / 'mlruns'}",
-        "server": server or "",
     }[kind]
     environment = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true")
     subprocess.run(
@@ -112,12 +112,15 @@ def _import(uri: str, store: str) -> str:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "files", "server"])
-def test_an_mlflow_store_imports_as_mlflow_reports_it(
-    tmp_path: Path, kind: str, request: pytest.FixtureRequest
-) -> None:
-    server = request.getfixturevalue("mlflow_server") if kind == "server" else None
-    uri = _mlflow_store(tmp_path, kind, server)
-    store = str(tmp_path / "lakestore")
+def test_an_mlflow_store_imports_as_mlflow_reports_it(tmp_path: Path, kind: str) -> None:
+    with contextlib.ExitStack() as stack:
+        uri = _mlflow_store(tmp_path, "sqlite" if kind == "server" else kind)
+        if kind == "server":  # the same runs, served by a real MLflow server
+            uri = stack.enter_context(_mlflow_server(tmp_path / "mlflow.db"))
+        _check_import(uri, str(tmp_path / "lakestore"))
+
+
+def _check_import(uri: str, store: str) -> None:
     said = _import(uri, store)
     assert said == (
         "imported 5 run(s), 159 metric point(s); 0 already in the store, "

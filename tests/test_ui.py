@@ -187,6 +187,10 @@ def test_log_scale_smoothing_and_time_axes_redraw_the_charts(
     assert _charts(page)["train/loss"]["lines"] == 6
     page.select_option("#x-axis", "relative")
     page.wait_for_function("window.lakestore.charts['train/loss'].xAxis === 'relative'")
+    # One chart's own setting leaves the others as the page's.
+    page.locator(".chart[data-key='val/acc'] .chart-log").uncheck()
+    page.wait_for_function("window.lakestore.charts['val/acc'].logScale === false")
+    assert _charts(page)["train/loss"]["logScale"] is True
     page.select_option("#top-metric", "metrics.val/acc")
     page.fill("#top-count", "1")
     page.click("#select-top")

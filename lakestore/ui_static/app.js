@@ -171,7 +171,7 @@ function showRuns(view) {
     el("div", { class: "muted", id: "more-runs" }),
     el("div", { class: "bar", id: "chart-controls" },
       el("label", { text: "x-axis " }, xAxisSelect()),
-      el("label", {}, checkbox("log-scale", state.logScale, (on) => { state.logScale = on; drawCharts(); }), " log scale"),
+      el("label", {}, checkbox("log-scale", state.logScale, (on) => { state.logScale = on; forAll("logScale"); }), " log scale"),
       el("label", { text: "smoothing " }, smoothingSlider())),
     el("div", { id: "charts" }),
     el("h2", { text: "Sweep" }),
@@ -189,6 +189,12 @@ function showRuns(view) {
   state.timer = setTimeout(tick, state.refreshSeconds * 1000);
 }
 
+function forAll(name) {
+  // A setting of the page applies to every chart, those that had their own too.
+  for (const key of Object.keys(overrides)) delete overrides[key][name];
+  drawCharts();
+}
+
 function checkbox(id, checked, changed) {
   const box = el("input", { type: "checkbox", id });
   box.checked = checked;
@@ -202,13 +208,13 @@ function xAxisSelect() {
     el("option", { value: "time", text: "wall-clock time" }),
     el("option", { value: "relative", text: "relative time" }));
   select.value = state.xAxis;
-  select.addEventListener("change", () => { state.xAxis = select.value; drawCharts(); });
+  select.addEventListener("change", () => { state.xAxis = select.value; forAll("xAxis"); });
   return select;
 }
 
 function smoothingSlider() {
   const slider = el("input", { type: "range", id: "smoothing", min: "0", max: "0.99", step: "0.01", value: String(state.smoothing) });
-  slider.addEventListener("input", () => { state.smoothing = Number(slider.value); drawCharts(); });
+  slider.addEventListener("input", () => { state.smoothing = Number(slider.value); forAll("smoothing"); });
   return slider;
 }
 
@@ -405,10 +411,16 @@ function smoothed(values, weight) {
   return out;
 }
 
-function xValues(series) {
-  if (state.xAxis === "step") return series.step;
+const overrides = {}; // metric key -> the settings its chart changed for itself
+
+function settingsOf(key) {
+  return { xAxis: state.xAxis, logScale: state.logScale, smoothing: state.smoothing, ...overrides[key] };
+}
+
+function xValues(series, xAxis) {
+  if (xAxis === "step") return series.step;
   const seconds = series.time.map((ms) => ms / 1000);
-  if (state.xAxis === "time") return seconds;
+  if (xAxis === "time") return seconds;
   const first = seconds.length ? seconds[0] : 0;
   return seconds.map((s) => s - first);
 }
@@ -416,11 +428,12 @@ function xValues(series) {
 function chartData(key) {
   // One x array for every run of the chart (uPlot.join), a y array per run.
   const series = history.series.filter((s) => s.key === key);
+  const { xAxis, logScale, smoothing } = settingsOf(key);
   const tables = series.map((s) => {
-    const xs = xValues(s);
+    const xs = xValues(s, xAxis);
     const order = xs.map((_, i) => i).sort((a, b) => xs[a] - xs[b]);
     let ys = order.map((i) => s.value[i]);
-    if (state.logScale) ys = ys.map((v) => (v != null && v > 0 ? v : null));
+    if (logScale) ys = ys.map((v) => (v != null && v > 0 ? v : null));
     return [order.map((i) => xs[i]), ys];
   });
   const joined = tables.length ? uPlot.join(tables) : [[]];
@@ -428,10 +441,10 @@ function chartData(key) {
   const lines = [];
   series.forEach((s, index) => {
     const raw = joined[index + 1];
-    if (state.smoothing > 0) {
+    if (smoothing > 0) {
       data.push(raw);
       lines.push({ run_id: s.run_id, label: `${runName(s.run_id)} (raw)`, raw: true });
-      data.push(smoothed(raw, state.smoothing));
+      data.push(smoothed(raw, smoothing));
       lines.push({ run_id: s.run_id, label: runName(s.run_id), raw: false });
     } else {
       data.push(raw);
@@ -453,7 +466,7 @@ function drawCharts() {
   if (!holder) return;
   const keys = [...new Set(history.series.map((s) => s.key))].sort();
   const current = [...state.charts.keys()].sort();
-  const settings = `${state.xAxis}|${state.logScale}|${state.smoothing}`;
+  const settings = JSON.stringify([state.xAxis, state.logScale, state.smoothing, overrides]);
   if (holder.dataset.settings === settings && keys.join("\n") === current.join("\n")) {
     // A live update: new points into the same charts, zoom kept.
     const updates = keys.map((key) => [key, chartData(key)]);
@@ -481,15 +494,17 @@ function drawCharts() {
     const row = el("div", { class: "charts" });
     sections.push(el("div", { class: "group" }, el("h3", { text: group || "metrics" }), row));
     for (const key of members) {
-      const box = el("div", { class: "chart" }, el("div", { class: "title", text: key, title: key }));
+      const own = settingsOf(key);
+      const box = el("div", { class: "chart" },
+        el("div", { class: "title", text: key, title: key }), chartSettings(key, own));
       box.dataset.key = key;
       row.append(box);
       const { data, lines, points } = chartData(key);
       const options = {
         width: 450, height: 220,
-        scales: { x: { time: state.xAxis === "time" }, y: { distr: state.logScale ? 3 : 1 } },
+        scales: { x: { time: own.xAxis === "time" }, y: { distr: own.logScale ? 3 : 1 } },
         series: [
-          { label: state.xAxis === "step" ? "step" : state.xAxis === "time" ? "time" : "seconds" },
+          { label: own.xAxis === "step" ? "step" : own.xAxis === "time" ? "time" : "seconds" },
           ...lines.map((line, index) => ({
             label: line.label,
             stroke: colour(line.run_id) + (line.raw ? "40" : ""),
@@ -512,15 +527,31 @@ function drawCharts() {
       window.lakestore.charts[key] = {
         runs: lines.filter((l) => !l.raw).map((l) => l.run_id),
         lines: lines.length,
-        logScale: state.logScale,
-        smoothing: state.smoothing,
-        xAxis: state.xAxis,
+        logScale: own.logScale,
+        smoothing: own.smoothing,
+        xAxis: own.xAxis,
         points,
       };
     }
   }
   holder.replaceChildren(...sections);
   window.lakestore.ready = true;
+}
+
+function chartSettings(key, own) {
+  // This chart's own x-axis, log scale and smoothing, over the page's.
+  const change = (name, value) => { overrides[key] = { ...overrides[key], [name]: value }; drawCharts(); };
+  const axis = el("select", { class: "chart-x-axis" },
+    el("option", { value: "step", text: "step" }), el("option", { value: "time", text: "time" }),
+    el("option", { value: "relative", text: "relative" }));
+  axis.value = own.xAxis;
+  axis.addEventListener("change", () => change("xAxis", axis.value));
+  const log = el("input", { type: "checkbox", class: "chart-log" });
+  log.checked = own.logScale;
+  log.addEventListener("change", () => change("logScale", log.checked));
+  const smooth = el("input", { type: "range", class: "chart-smoothing", min: "0", max: "0.99", step: "0.01", value: String(own.smoothing) });
+  smooth.addEventListener("change", () => change("smoothing", Number(smooth.value)));
+  return el("div", { class: "chart-settings muted" }, axis, el("label", {}, log, " log"), " smooth ", smooth);
 }
 
 // -- sweep scatter ----------------------------------------------------------------------
