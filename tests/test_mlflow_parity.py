@@ -164,24 +164,27 @@ def test_runs_read_back_as_mlflow_reads_them(stores: dict[str, Any]) -> None:
         assert ours.info.status == theirs.info.status
 
 
-def test_the_example_script_prints_the_same_under_mlflow_and_lakestore(tmp_path: Path) -> None:
+def _printed_under_both(ours: str, folder: Path) -> list[str]:
+    """What the script ``ours`` prints, run with lakestore.mlflow on a lakestore store, then
+    with MLflow itself (its import line switched) on an SQLite store."""
     import subprocess
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "mlflow_script.py"
-    ours = example.read_text(encoding="utf-8")
     theirs = ours.replace("import lakestore.mlflow as mlflow", "import mlflow", 1)
     assert theirs != ours
     printed = []
-    for script, store in (
-        (ours, str(tmp_path / "lakestore")),
-        (theirs, f"sqlite:///{tmp_path}/m.db"),
-    ):
+    for script, store in ((ours, str(folder / "lakestore")), (theirs, f"sqlite:///{folder}/m.db")):
         done = subprocess.run(
             [sys.executable, "-c", script, store], capture_output=True, text=True, timeout=300,
-            cwd=tmp_path,
+            cwd=folder,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         printed.append(done.stdout)
+    return printed
+
+
+def test_the_example_script_prints_the_same_under_mlflow_and_lakestore(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "mlflow_script.py"
+    printed = _printed_under_both(example.read_text(encoding="utf-8"), tmp_path)
     assert printed[0] == printed[1]
     assert "best run lr=0.1: 20 train/loss points" in printed[0]
 
@@ -235,20 +238,7 @@ print("restored", names())
 
 
 def test_deleting_restoring_and_renaming_answer_as_in_mlflow(tmp_path: Path) -> None:
-    import subprocess
-
-    theirs = LIFECYCLE_SCRIPT.replace("import lakestore.mlflow as mlflow", "import mlflow", 1)
-    printed = []
-    for script, store in (
-        (LIFECYCLE_SCRIPT, str(tmp_path / "lakestore")),
-        (theirs, f"sqlite:///{tmp_path}/m.db"),
-    ):
-        done = subprocess.run(
-            [sys.executable, "-c", script, store], capture_output=True, text=True, timeout=300,
-            cwd=tmp_path,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        printed.append(done.stdout)
+    printed = _printed_under_both(LIFECYCLE_SCRIPT, tmp_path)
     assert printed[0] == printed[1]
     assert "active ['b', 'c'] deleted ['a'] all ['a', 'b', 'c']" in printed[0]
     assert "its runs [] ['a', 'b2', 'c']" in printed[0]
