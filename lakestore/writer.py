@@ -594,9 +594,7 @@ class RunWriter:
         The final flush is tried again after each of CLOSE_RETRY_DELAYS; if it still fails,
         FlushError is raised and the rows stay buffered: flush() retries them.
         """
-        # Not joined: it writes nothing once closed, and a flush it is in holds the flush
-        # lock the final flush takes. Joining would wait for it to get the GIL, which a
-        # merge thread may hold for milliseconds.
+        # Not joined yet: a flush it is in holds the flush lock the final flush takes.
         self._stop_thread(wait=False)
         for delay in CLOSE_RETRY_DELAYS:
             try:
@@ -608,6 +606,11 @@ class RunWriter:
                 break
         else:
             self.flush()
+        # Joined now, so that it is not inside Arrow when the interpreter exits (which
+        # aborts the process): it may have been waiting for the flush lock, and its flush
+        # finds nothing to write.
+        if self._thread is not threading.current_thread():
+            self._thread.join(UPLOAD_PATIENCE)
         if self._adopting is not None:  # what earlier processes left: give it a while more
             self._adopting.join(UPLOAD_PATIENCE)
         for delay in (0.0, *CLOSE_RETRY_DELAYS):
