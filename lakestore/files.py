@@ -187,6 +187,8 @@ def read_rows(storage: Storage, path: str, data: bytes | None) -> pa.Table | Non
         return None
     schema = expected_schema(path)
     try:
+        # Read in this thread: an Arrow thread that let go of Python's bytes while the
+        # interpreter exits would need the GIL then, and abort the process.
         rows = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
         reason = layout.schema_problem(rows.schema, schema)
         if reason is None:

@@ -383,7 +383,8 @@ def read_snapshot(storage: Storage, path: str, data: bytes | None) -> Snapshot |
     if data is None:
         return None
     try:
-        return Snapshot.from_table(pq.ParquetFile(pa.BufferReader(data)).read())
+        # Read in this thread (see files.read_rows): no Arrow thread holds Python's bytes.
+        return Snapshot.from_table(pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False))
     except (pa.ArrowException, ValueError, KeyError, TypeError) as error:
         files.skip(storage, path, f"it is not a readable snapshot ({error})")
         return None
@@ -464,7 +465,9 @@ def _read_run_rows(storage: Storage, path: str, run_id: str) -> pa.Table | None:
     schema = format.schema_of(table_of(path))
     try:
         with storage.open_read(path) as file:
-            rows = pq.read_table(file, filters=[("run", "=", run_id)])
+            rows = pq.read_table(
+                file, filters=[("run", "=", run_id)], use_threads=False, pre_buffer=False
+            )
         if schema_problem(rows.schema, schema) is None:
             return rows.select(schema.names).cast(schema)
     except (pa.ArrowException, PermissionError):

@@ -422,7 +422,9 @@ def _part_batches(storage: Storage, path: str, table: str) -> Iterator[pa.Table]
         parquet = pq.ParquetFile(file)
         for group in range(parquet.num_row_groups):
             _check_stop()
-            yield parquet.read_row_group(group, columns=schema.names).cast(schema)
+            # In this thread (see files.read_rows): no Arrow thread holds the Python file.
+            rows = parquet.read_row_group(group, columns=schema.names, use_threads=False)
+            yield rows.cast(schema)
 
 
 def _summary(
@@ -596,7 +598,7 @@ def _holds_runs(storage: Storage, path: str, runs: set[str]) -> bool:
     with storage.open_read(path) as file:
         table = layout.table_of(path)
         columns = ["run", "key"] if table == "tags" else ["run"]
-        rows = pq.read_table(file, columns=columns)
+        rows = pq.read_table(file, columns=columns, use_threads=False, pre_buffer=False)
     if table == "tags":
         rows = rows.filter(pc.not_equal(rows["key"], format.DELETED_TAG))
     return bool(pc.any(pc.is_in(rows["run"], pa.array(sorted(runs)))).as_py())
