@@ -111,20 +111,24 @@ class ExperimentState(NamedTuple):
     lifecycle_stage: str
 
 
-def _rows(storage: Storage, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with _connect(storage) as store:
-        return store._run(query, params, lambda relation: relation.fetchall())
+def _rows(store: Store, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    return store._run(query, params, lambda relation: relation.fetchall())
 
 
 def _experiments(storage: Storage) -> list[ExperimentState]:
     query = "SELECT experiment, name, lifecycle_stage FROM all_experiments ORDER BY experiment"
-    return [ExperimentState(*row) for row in _rows(storage, query)]
+    with _connect(storage) as store:
+        return [ExperimentState(*row) for row in _rows(store, query)]
 
 
-def find_experiment(storage: Storage, experiment: str) -> ExperimentState:
+def find_experiment(
+    storage: Storage, experiment: str, known: list[ExperimentState] | None = None
+) -> ExperimentState:
     """The experiment whose id is ``experiment``, else the one of that name (an experiment
-    keeps as id the name it was created with); ExperimentNotFoundError if none is."""
-    known = _experiments(storage)
+    keeps as id the name it was created with), among ``known`` (default: the store's);
+    ExperimentNotFoundError if none is."""
+    if known is None:
+        known = _experiments(storage)
     for wanted in ("experiment_id", "name"):
         for state in known:
             if getattr(state, wanted) == experiment:
@@ -185,7 +189,7 @@ def rename_experiment(
     format.check_experiment_name(new_name)
     storage = _storage(store, storage_options)
     known = _experiments(storage)
-    target = find_experiment(storage, experiment)
+    target = find_experiment(storage, experiment, known)
     for other in known:
         if other.experiment_id != target.experiment_id and new_name in (
             other.experiment_id,
@@ -276,25 +280,27 @@ def collect_garbage(
         raise InvalidValueError(f"grace must be seconds >= 0, got {grace!r}")
     storage = _storage(store, storage_options)
     expired = "now() - to_microseconds(($grace * 1e6)::BIGINT)"
-    doomed = dict(
-        _rows(
-            storage,
-            "SELECT experiment, lifecycle_stage = 'deleted' AND deleted_time < "
-            f"{expired} FROM all_experiments",
+    with _connect(storage) as opened, opened._one_listing():  # one listing for the three
+        doomed = dict(
+            _rows(
+                opened,
+                "SELECT experiment, lifecycle_stage = 'deleted' AND deleted_time < "
+                f"{expired} FROM all_experiments",
+                {"grace": grace},
+            )
+        )
+        deleted_runs = _rows(
+            opened,
+            f"SELECT experiment, run_id FROM tag_states WHERE key = '{format.DELETED_TAG}' "
+            f"AND run_id <> '{format.EXPERIMENT_RUN}' AND timestamp < {expired}",
             {"grace": grace},
         )
-    )
+        # A purged run keeps its deletion tag alone: it is counted while it still has rows.
+        with_rows = {run_id for (run_id,) in _rows(opened, "SELECT run_id FROM all_runs")}
     purged_runs: dict[str, set[str]] = {}
-    for experiment, run_id in _rows(
-        storage,
-        f"SELECT experiment, run_id FROM tag_states WHERE key = '{format.DELETED_TAG}' "
-        f"AND run_id <> '{format.EXPERIMENT_RUN}' AND timestamp < {expired}",
-        {"grace": grace},
-    ):
+    for experiment, run_id in deleted_runs:
         if not doomed.get(experiment):
             purged_runs.setdefault(experiment, set()).add(run_id)
-    # A purged run keeps its deletion tag alone: it is counted while it still has rows.
-    with_rows = {run_id for (run_id,) in _rows(storage, "SELECT run_id FROM all_runs")}
     files = runs_purged = experiments_purged = 0
     for done, (experiment, deleted) in enumerate(sorted(doomed.items()), start=1):
         folder = layout.experiment_folder(experiment)
