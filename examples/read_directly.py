@@ -3,13 +3,15 @@
 python examples/read_directly.py [STORE]     # default: ./lakestore-data
 
 A table's rows are those of the parts that each experiment's newest snapshot names, and
-those of the inbox files that no part holds yet: the files whose sequence number (``seq``)
-is greater than the one through which the snapshot says their writer is merged. List the
-inbox before the snapshots: a file a merge deletes meanwhile then makes the read fail
-(read again) instead of going missing.
+those of the inbox files that no part holds yet: the files whose sequence number (in the
+file's name, ``<run id>.<writer id>-<seq>.parquet``) is greater than the one through which
+the snapshot says their writer is merged. List the inbox before the snapshots, and open no
+other inbox file: a file a merge deletes meanwhile then makes the read fail (read again)
+instead of going missing.
 """
 
 import glob
+import re
 import sys
 
 import duckdb
@@ -17,6 +19,7 @@ import polars as pl
 
 store = sys.argv[1] if len(sys.argv) > 1 else "lakestore-data"
 SNAPSHOTS = f"{store}/experiments/*/snapshots/*.parquet"
+INBOX_NAME = r"\.([0-9a-f]{32})-([0-9]+)\.parquet$"  # a writer id and a sequence number
 
 
 def inbox(table: str) -> str:
@@ -37,9 +40,24 @@ def newest_snapshots() -> list[str]:
     return list(newest.values())
 
 
+def unmerged(inbox_files: list[str], merged: dict[str, int]) -> list[str]:
+    """The inbox files whose rows no part holds, by name; ``merged`` maps each writer id
+    to the sequence number its files are merged through."""
+    files = []
+    for path in inbox_files:
+        name = re.search(INBOX_NAME, path)
+        if name and int(name[2]) > merged.get(name[1], -1):
+            files.append(path)
+    return files
+
+
 # DuckDB: the inbox files, the newest snapshot of each experiment, then the table's parts
 # and unmerged inbox files.
-duckdb.execute(f"SET VARIABLE inbox = (SELECT list(file) FROM glob('{inbox('metrics')}'))")
+duckdb.execute(
+    f"CREATE TABLE inbox AS SELECT file, regexp_extract(file, '{INBOX_NAME}', "
+    f"['writer_id', 'seq']) AS name FROM glob('{inbox('metrics')}') "
+    f"WHERE regexp_matches(file, '{INBOX_NAME}')"
+)
 duckdb.execute(
     "CREATE TABLE snapshot (experiment VARCHAR, generation BIGINT, kind VARCHAR, "
     '"table" VARCHAR, path VARCHAR, writer_id VARCHAR, merged_through BIGINT)'
@@ -57,15 +75,16 @@ duckdb.execute(
     f"SET VARIABLE parts = (SELECT list('{store}/' || path) FROM snapshot "
     "WHERE kind = 'part' AND \"table\" = 'metrics')"
 )
-sources = []
-if duckdb.sql("SELECT len(getvariable('parts'))").fetchall()[0][0]:
-    sources.append("SELECT * FROM read_parquet(getvariable('parts'))")
-if duckdb.sql("SELECT len(getvariable('inbox'))").fetchall()[0][0]:
-    sources.append(
-        "SELECT inbox.* FROM read_parquet(getvariable('inbox')) AS inbox "
-        "LEFT JOIN (SELECT writer_id, merged_through FROM snapshot WHERE kind = 'merged') "
-        "USING (writer_id) WHERE merged_through IS NULL OR seq > merged_through"
-    )
+duckdb.execute(
+    "SET VARIABLE unmerged = (SELECT list(file) FROM inbox LEFT JOIN snapshot "
+    "ON kind = 'merged' AND writer_id = name.writer_id "
+    "WHERE merged_through IS NULL OR name.seq::BIGINT > merged_through)"
+)
+sources = [
+    f"SELECT * FROM read_parquet(getvariable('{files}'))"
+    for files in ("parts", "unmerged")
+    if duckdb.sql(f"SELECT len(getvariable('{files}'))").fetchall()[0][0]
+]
 print(
     duckdb.sql(
         f"""
@@ -79,22 +98,18 @@ print(
 # Polars: the same, lazily; the latest status of each run from the append-only run events
 # (enough for runs with one writer; FORMAT.md gives the rule for several).
 run_files = glob.glob(inbox("runs"))
-frames = []
-merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
+files = []
+merged: dict[str, int] = {}
 if snapshots := newest_snapshots():
     snapshot = pl.read_parquet(snapshots)
     parts = snapshot.filter((pl.col("kind") == "part") & (pl.col("table") == "runs"))["path"]
-    if len(parts):
-        frames.append(pl.scan_parquet([f"{store}/{path}" for path in parts]))
-    merged = snapshot.filter(pl.col("kind") == "merged").select("writer_id", "merged_through")
-if run_files:
-    frames.append(
-        pl.scan_parquet(run_files)
-        .join(merged.lazy(), on="writer_id", how="left")
-        .filter(pl.col("merged_through").is_null() | (pl.col("seq") > pl.col("merged_through")))
-        .drop("merged_through")
+    files += [f"{store}/{path}" for path in parts]
+    merged = dict(
+        snapshot.filter(pl.col("kind") == "merged")
+        .select("writer_id", "merged_through")
+        .iter_rows()
     )
-events = pl.concat(frames)
+events = pl.scan_parquet(files + unmerged(run_files, merged))
 print(
     events.sort("event_time")
     .group_by("experiment", "run")

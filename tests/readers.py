@@ -2,9 +2,10 @@
 
 Each reader follows the read protocol: list the table's inbox files, then take each
 experiment's newest snapshot (the greatest name in its snapshots folder), read the parts it
-names, and read the listed inbox files whose sequence number is greater than the one
-through which the snapshot says their writer is merged. ``listed``, if given, is called
-between listing the inbox and listing the snapshots, to let a test run merges there.
+names, and read the listed inbox files whose name holds a sequence number greater than the
+one through which the snapshot says their writer is merged (the others are never opened: a
+merge may delete them at any moment). ``listed``, if given, is called between listing the
+inbox and listing the snapshots, to let a test run merges there.
 
 Each function returns a table's rows as sorted tuples (NaN replaced by the string "NaN",
 so that rows compare equal), ``experiment`` and ``run`` first, without the ``seq`` column.
@@ -15,13 +16,13 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs
 import s3fs
@@ -77,6 +78,19 @@ def newest_snapshots(uri: str) -> list[str]:
     return sorted(newest.values())
 
 
+INBOX_NAME = re.compile(r"\.([0-9a-f]{32})-([0-9]+)\.parquet$")
+
+
+def unmerged(inbox_files: list[str], merged: dict[str, int]) -> list[str]:
+    """The inbox files whose rows the snapshot's parts do not hold, told by their names
+    (``<run id>.<writer id>-<seq>.parquet``); ``merged`` maps writer ids to merged_through."""
+    files = []
+    for path in inbox_files:
+        if (found := INBOX_NAME.search(path)) and int(found[2]) > merged.get(found[1], -1):
+            files.append(path)
+    return files
+
+
 def has_files(uri: str, table: str) -> bool:
     """True if the table holds at least one data file."""
     return _has(uri, _inbox(table)) or _has(uri, f"experiments/*/parts/{table}/*.parquet")
@@ -93,8 +107,10 @@ def read_duckdb(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, 
     connection = duckdb.connect()
     if _is_s3(uri):
         connection.register_filesystem(_s3fs())
+    name = "'\\.([0-9a-f]{32})-([0-9]+)\\.parquet$'"
     connection.execute(
-        f"SET VARIABLE inbox = (SELECT list(file) FROM glob('{uri}/{_inbox(table)}'))"
+        f"CREATE TABLE inbox AS SELECT file, regexp_extract(file, {name}, ['writer_id', 'seq']) "
+        f"AS name FROM glob('{uri}/{_inbox(table)}') WHERE regexp_matches(file, {name})"
     )
     if listed:
         listed()
@@ -111,19 +127,20 @@ def read_duckdb(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, 
             'INSERT INTO snapshot SELECT experiment, generation, kind, "table", path, '
             "writer_id, merged_through FROM read_parquet(getvariable('snapshots'))"
         )
-    selects = []
     connection.execute(
         f"SET VARIABLE parts = (SELECT list('{uri}/' || path) FROM snapshot "
         f"WHERE kind = 'part' AND \"table\" = '{table}')"
     )
-    if connection.sql("SELECT len(getvariable('parts'))").fetchall()[0][0]:
-        selects.append("SELECT * FROM read_parquet(getvariable('parts'))")
-    if connection.sql("SELECT len(getvariable('inbox'))").fetchall()[0][0]:
-        selects.append(
-            "SELECT inbox.* FROM read_parquet(getvariable('inbox')) AS inbox "
-            "LEFT JOIN (SELECT writer_id, merged_through FROM snapshot WHERE kind = 'merged') "
-            "USING (writer_id) WHERE merged_through IS NULL OR seq > merged_through"
-        )
+    connection.execute(
+        "SET VARIABLE unmerged = (SELECT list(file) FROM inbox LEFT JOIN snapshot "
+        "ON kind = 'merged' AND writer_id = name.writer_id "
+        "WHERE merged_through IS NULL OR name.seq::BIGINT > merged_through)"
+    )
+    selects = [
+        f"SELECT * FROM read_parquet(getvariable('{files}'))"
+        for files in ("parts", "unmerged")
+        if connection.sql(f"SELECT len(getvariable('{files}'))").fetchall()[0][0]
+    ]
     result = connection.sql(" UNION ALL ".join(selects)).to_arrow_table()
     return _normalise(result)
 
@@ -140,29 +157,23 @@ def _polars_options(uri: str) -> dict[str, str] | None:
     }
 
 
+MERGED = ["writer_id", "merged_through"]
+
+
 def read_polars(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ...]]:
     options = _polars_options(uri)
     inbox_files = _glob(uri, _inbox(table))
     if listed:
         listed()
-    frames = []
-    merged = pl.DataFrame(schema={"writer_id": pl.String, "merged_through": pl.Int64})
+    files = []
+    merged: dict[str, int] = {}
     if snapshots := newest_snapshots(uri):
         snapshot = pl.read_parquet(snapshots, storage_options=options)
         parts = snapshot.filter((pl.col("kind") == "part") & (pl.col("table") == table))
-        if len(parts):
-            paths = [f"{uri}/{path}" for path in parts["path"]]
-            frames.append(pl.scan_parquet(paths, storage_options=options))
-        merged = snapshot.filter(pl.col("kind") == "merged").select("writer_id", "merged_through")
-    if inbox_files:
-        inbox = (
-            pl.scan_parquet(inbox_files, storage_options=options)
-            .join(merged.lazy(), on="writer_id", how="left")
-            .filter(pl.col("merged_through").is_null() | (pl.col("seq") > pl.col("merged_through")))
-            .drop("merged_through")
-        )
-        frames.append(inbox)
-    return _normalise(pl.concat(frames).collect().to_arrow())
+        files += [f"{uri}/{path}" for path in parts["path"]]
+        merged = dict(snapshot.filter(pl.col("kind") == "merged").select(MERGED).iter_rows())
+    files += unmerged(inbox_files, merged)
+    return _normalise(pl.read_parquet(files, storage_options=options).to_arrow())
 
 
 def read_pyarrow(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ...]]:
@@ -193,12 +204,12 @@ def read_pyarrow(uri: str, table: str, listed: Listed = None) -> list[tuple[Any,
         folder = path.rsplit("/", 1)[0]
         newest_files[folder] = max(newest_files.get(folder, ""), path)
     snapshot_files = list(newest_files.values())
-    tables = []
+    files = []
     merged: dict[str, int] = {}
     if snapshot_files:
         snapshot = ds.dataset(snapshot_files, format="parquet", filesystem=filesystem).to_table()
         rows = snapshot.to_pylist()
-        parts = [
+        files += [
             f"{root}/{row['path']}"
             for row in rows
             if row["kind"] == "part" and row["table"] == table
@@ -206,15 +217,8 @@ def read_pyarrow(uri: str, table: str, listed: Listed = None) -> list[tuple[Any,
         merged = {
             row["writer_id"]: row["merged_through"] for row in rows if row["kind"] == "merged"
         }
-        if parts:
-            tables.append(ds.dataset(parts, format="parquet", filesystem=filesystem).to_table())
-    if inbox_files:
-        inbox = ds.dataset(inbox_files, format="parquet", filesystem=filesystem).to_table()
-        through = pa.array(
-            [merged.get(writer, -1) for writer in inbox["writer_id"].to_pylist()], pa.int64()
-        )
-        tables.append(inbox.filter(pc.greater(inbox["seq"], through)))
-    return _normalise(pa.concat_tables(tables, promote_options="permissive"))
+    files += unmerged(inbox_files, merged)
+    return _normalise(ds.dataset(files, format="parquet", filesystem=filesystem).to_table())
 
 
 READERS = {"duckdb": read_duckdb, "polars": read_polars, "pyarrow": read_pyarrow}
@@ -234,22 +238,15 @@ def read_dask(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, ..
     inbox_files = _glob(uri, _inbox(table))
     if listed:
         listed()
-    frames = []
-    merged = None
+    files = []
+    merged: dict[str, int] = {}
     if snapshots := newest_snapshots(uri):
         snapshot = read(snapshots).compute()
         parts = snapshot[(snapshot["kind"] == "part") & (snapshot["table"] == table)]
-        if len(parts):
-            frames.append(read([f"{uri}/{path}" for path in parts["path"]]))
-        merged = snapshot.loc[snapshot["kind"] == "merged", ["writer_id", "merged_through"]]
-    if inbox_files:
-        inbox = read(inbox_files)
-        if merged is not None:
-            inbox = inbox.merge(merged, on="writer_id", how="left")
-            inbox = inbox[inbox["seq"] > inbox["merged_through"].fillna(-1)]
-            inbox = inbox.drop(columns="merged_through")
-        frames.append(inbox)
-    result = dd.concat(frames).compute()
+        files += [f"{uri}/{path}" for path in parts["path"]]
+        merged = dict(snapshot.loc[snapshot["kind"] == "merged", MERGED].itertuples(index=False))
+    files += unmerged(inbox_files, merged)
+    result = read(files).compute()
     return _normalise(pa.Table.from_pandas(result, preserve_index=False))
 
 
@@ -263,25 +260,12 @@ def read_spark(uri: str, table: str, listed: Listed = None) -> list[tuple[Any, .
         listed()
     # recursiveFileLookup turns partition inference off.
     reader = SparkSession.active().read.option("recursiveFileLookup", "true")
-    frames = []
-    merged = None
+    files = []
+    merged: dict[str, int] = {}
     if snapshots := newest_snapshots(uri):
         snapshot = reader.parquet(*snapshots)
         parts = snapshot.where((sf.col("kind") == "part") & (sf.col("table") == table)).collect()
-        if parts:
-            frames.append(reader.parquet(*[f"{uri}/{row.path}" for row in parts]))
-        merged = snapshot.where(sf.col("kind") == "merged").select("writer_id", "merged_through")
-    if inbox_files:
-        inbox = reader.parquet(*inbox_files)
-        if merged is not None:
-            through = sf.col("merged_through")
-            inbox = (
-                inbox.join(merged, on="writer_id", how="left")
-                .where(through.isNull() | (sf.col("seq") > through))
-                .drop("merged_through")
-            )
-        frames.append(inbox)
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return _normalise(result.toArrow())
+        files += [f"{uri}/{row.path}" for row in parts]
+        merged = dict(snapshot.where(sf.col("kind") == "merged").select(*MERGED).collect())
+    files += unmerged(inbox_files, merged)
+    return _normalise(reader.parquet(*files).toArrow())
