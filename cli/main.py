@@ -617,7 +617,7 @@ def plot(
 def export(
     view: Annotated[
         str,
-        typer.Argument(help="What to export: runs, params, metrics, metric_summary, tags."),
+        typer.Argument(help="What to export: runs, params, metrics, metric_summary, tags, experiments."),
     ],
     output: Annotated[Path, typer.Argument(help="The file; its extension names the format.")],
     experiment: Annotated[
@@ -628,24 +628,18 @@ def export(
     store: StoreOption = None,
 ) -> None:
     """Export a view of the store to a Parquet, CSV, JSON lines or Arrow file."""
-    views = ("runs", "params", "metrics", "metric_summary", "tags", "experiments")
-    if view not in views:
-        _fail(f"cannot export {view!r}; choose one of {', '.join(views)}")
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    query, params = f"SELECT * FROM {view}", None
-    if experiment:
-        query, params = f"{query} WHERE list_contains(?, experiment)", [experiment]
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with (
         _store(store, lost_after=lost_after) as opened,
         Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar,
     ):
         task = bar.add_task(f"exporting {view}")
-        rows = opened.export(
-            query,
+        rows = opened.export_view(
+            view,
             output,
-            params,
+            experiments=experiment,
             progress=lambda done: bar.update(task, description=f"exporting {view}: {done:,} rows"),
         )
     typer.echo(f"wrote {rows:,} rows to {output}", err=True)

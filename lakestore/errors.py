@@ -11,6 +11,10 @@ class InvalidNameError(LakestoreError, ValueError):
     """An experiment name, run name or key that lakestore cannot store."""
 
 
+class FilterError(LakestoreError, ValueError):
+    """A filter or order-by string that does not parse."""
+
+
 class InvalidValueError(LakestoreError, ValueError):
     """A metric, param, tag or step value of the wrong type or size."""
 

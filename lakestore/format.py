@@ -50,10 +50,6 @@ name limit of common filesystems."""
 RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 """The statuses a row of the runs table records."""
 
-CRASHED = "CRASHED"
-"""The status readers give a run whose writers still running are all lost: its process died
-or was cut off without ending it (SIGKILL, power loss, a lost node). Never stored."""
-
 HEARTBEAT_INTERVAL = 60.0
 """Seconds between the ``RUNNING`` rows that an open writer repeats in the runs table, so
 that readers can tell a live writer from a lost one."""

@@ -45,7 +45,7 @@ def sync_spool(
 
     try:
         storage = open_existing_store(uri, storage_options)
-        if storage.fs is None:
+        if not storage.remote:
             return 0  # a local store is written directly: it has no spool
         spool = Spool(storage.url)
         return spool.drain(storage)
@@ -92,13 +92,10 @@ def check_store(
         for path, reason in zip(found, reasons, strict=True)
         if reason is not None
     ]
-    if storage.fs is None:  # a local folder named like a data file: plain readers' globs take it
-        for folder, names, _ in os.walk(storage.path(layout.EXPERIMENTS)):
-            problems += [
-                (os.path.join(folder, name), "it is a folder named like a Parquet file")
-                for name in names
-                if name.endswith(".parquet")
-            ]
+    problems += [  # plain readers' globs take such a folder for a data file
+        (storage.path(folder), "it is a folder named like a Parquet file")
+        for folder in storage.folders_named_like_files(layout.EXPERIMENTS, ".parquet")
+    ]
     return sorted(problems)
 
 

@@ -59,6 +59,9 @@ class _Listing(NamedTuple):
     fetched: frozenset[str]
 
 
+EXPORTABLE_VIEWS = ("runs", "params", "metrics", "metric_summary", "tags", "experiments")
+"""The views :meth:`Store.export_view` writes out."""
+
 FETCH_WHOLE_BYTES = 32 * 1024 * 1024
 """Files of remote stores up to this size are fetched whole, all at once, and kept in
 memory (lakestore.files): one GET each, where DuckDB's reads through fsspec cost several
@@ -282,8 +285,7 @@ class Store:
         self.connection = duckdb.connect(
             config={"autoinstall_known_extensions": False, "parquet_metadata_cache": True}
         )
-        if storage.fs is not None:
-            self.connection.register_filesystem(storage.fs)
+        storage.register_in(self.connection)
         if sandbox:
             safety.confine(self.connection, storage.url)
         # Bound once, so that the views stay one SQL definition whatever the option.
@@ -335,7 +337,7 @@ class Store:
             footer costs a request and only merges write parts. Fetched files are checked
             as they are read."""
             kept = [path for path in paths if not files.skipped(storage, path)]
-            if parts and storage.fs is not None:
+            if parts and storage.remote:
                 return kept
             sound = set(files.sound(storage, [path for path in kept if path not in fetched]))
             return [path for path in kept if path in fetched or path in sound]
@@ -343,7 +345,7 @@ class Store:
         listed = layout.list_experiments(storage) if narrowed is None else narrowed
         for found in listed.values():
             snapshot = found.snapshot
-            if storage.fs is not None:
+            if storage.remote:
                 fetched.update(
                     path for path, size in found.sizes.items() if size <= FETCH_WHOLE_BYTES
                 )
@@ -679,6 +681,23 @@ class Store:
         return self._run(
             query, params, lambda relation: write_file(relation, os.fspath(path), progress)
         )
+
+    def export_view(
+        self,
+        view: str,
+        path: str | os.PathLike[str],
+        *,
+        experiments: list[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write every row of the view ``view`` (one of EXPORTABLE_VIEWS), or those of
+        ``experiments``, to ``path`` as :meth:`export` does; returns the number of rows."""
+        if view not in EXPORTABLE_VIEWS:
+            raise QueryError(f"cannot export {view!r}; choose one of {', '.join(EXPORTABLE_VIEWS)}")
+        if experiments:
+            query = f"SELECT * FROM {view} WHERE list_contains(?, experiment)"
+            return self.export(query, path, [experiments], progress=progress)
+        return self.export(f"SELECT * FROM {view}", path, progress=progress)
 
     def search_runs(
         self,

@@ -10,12 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from lakestore.errors import LakestoreError
-
-
-class FilterError(LakestoreError, ValueError):
-    """A filter or order-by string that does not parse."""
-
+from lakestore.errors import FilterError
 
 ViewType = str | int
 """Which runs or experiments a search takes, as MLflow's ``ViewType`` says: ``active_only``

@@ -16,17 +16,14 @@ else ``$XDG_CACHE_HOME/lakestore/spool``, else ``~/.cache/lakestore/spool``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import uuid
-from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
 from lakestore.errors import StoreError
-from lakestore.storage import write_bytes
+from lakestore.storage import LocalStorage, write_bytes
 
 if TYPE_CHECKING:
     from lakestore.storage import Storage
@@ -50,6 +47,7 @@ class Spool:
         self.store_url = store_url
         key = hashlib.sha256(store_url.encode("utf-8")).hexdigest()[:24]
         self.folder = os.path.join(root or spool_root(), key)
+        self._files = LocalStorage(self.folder)
 
     def put(self, relative: str, data: bytes) -> None:
         """Keep ``data`` as the file ``relative`` until it is uploaded.
@@ -57,12 +55,16 @@ class Spool:
         The file is complete on disk (written, fsynced, renamed) when this returns, so a
         crash right after loses nothing of it.
         """
-        if not os.path.exists(os.path.join(self.folder, STORE_FILE)):
-            _write_durably(
-                os.path.join(self.folder, STORE_FILE),
-                json.dumps({"store": self.store_url}).encode("utf-8"),
-            )
-        _write_durably(os.path.join(self.folder, relative), data)
+        try:
+            if not os.path.exists(self._files.path(STORE_FILE)):
+                store = json.dumps({"store": self.store_url}).encode("utf-8")
+                self._files.put_file(STORE_FILE, partial(write_bytes, data=store))
+            self._files.put_file(relative, partial(write_bytes, data=data))
+        except OSError as error:
+            raise StoreError(
+                f"cannot write {self._files.path(relative)} to the spool: {error}; free some "
+                "space or set $LAKESTORE_SPOOL_DIR to a folder with room"
+            ) from error
 
     def pending(self) -> list[str]:
         """The spooled files, oldest first within each writer (by sequence number)."""
@@ -79,43 +81,24 @@ class Spool:
 
         A file another process uploaded and removed meanwhile is fine: it is in the store.
         """
-        local = os.path.join(self.folder, relative)
-        try:
-            with open(local, "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
+        data = self._files.get(relative)
+        if data is None:
             return
         storage.put_file(relative, partial(write_bytes, data=data))
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(local)
-        _remove_empty_folders(os.path.dirname(local), self.folder)
+        self._files.delete(relative)
+        _remove_empty_folders(os.path.dirname(self._files.path(relative)), self.folder)
 
-    def drain(self, storage: Storage, relatives: list[str] | None = None) -> int:
-        """Upload ``relatives`` (default: every pending file) in order; how many went.
+    def drain(self, storage: Storage) -> int:
+        """Upload every pending file in order; how many went.
 
         Stops at the first file that fails, leaving it and the later ones spooled, so that
         a writer's run events are never uploaded before the data logged before them.
         """
         uploaded = 0
-        for relative in self.pending() if relatives is None else relatives:
+        for relative in self.pending():
             self.upload(storage, relative)
             uploaded += 1
         return uploaded
-
-
-def spools() -> Iterator[Spool]:
-    """The spool of every store that has one in this machine's spool dir."""
-    root = spool_root()
-    with contextlib.suppress(FileNotFoundError):
-        for key in sorted(os.listdir(root)):
-            try:
-                with open(os.path.join(root, key, STORE_FILE), "rb") as file:
-                    store_url = json.load(file)["store"]
-            except (OSError, ValueError, KeyError):
-                continue
-            spool = Spool(store_url, root)
-            if spool.folder == os.path.join(root, key):
-                yield spool
 
 
 def _writer_and_sequence(relative: str) -> tuple[str, str]:
@@ -123,34 +106,6 @@ def _writer_and_sequence(relative: str) -> tuple[str, str]:
     name = relative.rsplit("/", 1)[-1].removesuffix(".parquet")
     writer, _, sequence = name.rpartition("-")
     return writer, sequence.rjust(20, "0")
-
-
-def _write_durably(path: str, data: bytes) -> None:
-    folder, name = os.path.split(path)
-    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    try:
-        for attempt in range(10):  # an upload in another process may remove the folder
-            os.makedirs(folder, exist_ok=True)
-            try:
-                file = open(temporary, "xb")  # noqa: SIM115 (closed below)
-                break
-            except FileNotFoundError:
-                if attempt == 9:
-                    raise
-        try:
-            with file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temporary)
-    except OSError as error:
-        raise StoreError(
-            f"cannot write {path} to the spool: {error}; free some space or set "
-            "$LAKESTORE_SPOOL_DIR to a folder with room"
-        ) from error
 
 
 def _remove_empty_folders(folder: str, top: str) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from lakestore.errors import StoreError
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
+    import duckdb
 
 DEFAULT_URI = "lakestore-data"
 """The store used when neither set_store() nor $LAKESTORE_URI names one: ./lakestore-data.
@@ -64,8 +64,19 @@ class Storage(ABC):
     url: str
     """The root as readers name it: an absolute local path or a ``protocol://`` URL."""
 
-    fs: AbstractFileSystem | None
-    """The fsspec filesystem behind the store, or None for a local folder."""
+    remote: bool
+    """Whether each file operation is a request over a network. It then costs a round
+    trip whatever its size, so callers write several files at once, fetch small files
+    whole and spare requests where they can; and it may fail while the store is
+    unreachable, so writers keep such files in a local spool (lakestore.spool)."""
+
+    def register_in(self, connection: duckdb.DuckDBPyConnection) -> None:  # noqa: B027
+        """Let DuckDB's ``connection`` read this store's paths (it reads local ones)."""
+
+    def folders_named_like_files(self, prefix: str, suffix: str) -> list[str]:
+        """The folders under ``prefix`` whose name ends with ``suffix``: a glob for such
+        files takes them too. Object stores have none (a key prefix is not a file)."""
+        return []
 
     def path(self, relative: str) -> str:
         """The full path (as readers name it) of ``relative``."""
@@ -199,7 +210,7 @@ class LocalStorage(Storage):
 
     def __init__(self, root: str) -> None:
         self.url = os.path.abspath(os.path.expanduser(root))
-        self.fs = None
+        self.remote = False
         if os.path.exists(self.url) and not os.path.isdir(self.url):
             raise StoreError(f"store path {self.url!r} is a file, not a folder")
 
@@ -323,6 +334,15 @@ class LocalStorage(Storage):
     def delete(self, relative: str) -> None:
         _remove_quietly(self.path(relative))
 
+    def folders_named_like_files(self, prefix: str, suffix: str) -> list[str]:
+        cut = len(self.url) + 1
+        return [
+            os.path.join(folder, name)[cut:]
+            for folder, names, _ in os.walk(self.path(prefix))
+            for name in names
+            if name.endswith(suffix)
+        ]
+
     def delete_folder(self, prefix: str) -> int:
         removed = super().delete_folder(prefix)
         for folder, _, _ in sorted(os.walk(self.path(prefix)), reverse=True):
@@ -342,17 +362,18 @@ class FsspecStorage(Storage):
         if protocol in ("s3", "s3a"):
             # New files must be visible to the next listing; see docs/FORMAT.md.
             options.setdefault("use_listings_cache", False)
+        self.remote = True
         try:
-            self.fs, root = url_to_fs(uri, **options)
+            self._fs, root = url_to_fs(uri, **options)
         except (ImportError, ValueError) as error:
             raise StoreError(f"cannot open store {uri!r}: {error}") from error
         root = root.rstrip("/")
         self._root = root
-        self._find_takes_prefix = "prefix" in inspect.signature(self.fs.find).parameters
+        self._find_takes_prefix = "prefix" in inspect.signature(self._fs.find).parameters
         self.url = f"{protocol}://{root}"
         # s3fs asks for a file's size (a HEAD) before each whole-file GET, to split large
         # files across connections; the files read whole here are small, one GET each.
-        reader = getattr(self.fs, "_cat_file", self.fs.cat_file)
+        reader = getattr(self._fs, "_cat_file", self._fs.cat_file)
         self._whole_file: dict[str, Any] = (
             {"max_concurrency": 1}
             if "max_concurrency" in inspect.signature(reader).parameters
@@ -362,16 +383,18 @@ class FsspecStorage(Storage):
     def _full(self, relative: str) -> str:
         return f"{self._root}/{relative}"
 
+    def register_in(self, connection: duckdb.DuckDBPyConnection) -> None:
+        connection.register_filesystem(self._fs)
+
     def put_file(
         self, relative: str, write: Callable[[str | BinaryIO], None], *, exclusive: bool = False
     ) -> bool:
-        assert self.fs is not None
         # Whole in memory, then one upload: a file object opened on the store would make a
         # partial file visible if writing failed half-way.
         buffer = io.BytesIO()
         write(buffer)
         try:
-            self.fs.pipe_file(
+            self._fs.pipe_file(
                 self._full(relative),
                 buffer.getvalue(),
                 mode="create" if exclusive else "overwrite",
@@ -381,24 +404,21 @@ class FsspecStorage(Storage):
         return True
 
     def get(self, relative: str) -> bytes | None:
-        assert self.fs is not None
         try:
-            return self.fs.cat_file(self._full(relative), **self._whole_file)
+            return self._fs.cat_file(self._full(relative), **self._whole_file)
         except FileNotFoundError:
             return None
 
     def glob(self, pattern: str) -> list[str]:
-        assert self.fs is not None
         start = len(self._root) + 1
-        return sorted(path[start:] for path in self.fs.glob(self._full(pattern)))
+        return sorted(path[start:] for path in self._fs.glob(self._full(pattern)))
 
     def list_files(self, prefix: str, start: str = "") -> dict[str, FileInfo]:
-        assert self.fs is not None
         cut = len(self._root) + 1
         # s3fs lists only the keys under a prefix; other filesystems list all, then filter.
         narrowed = {"prefix": start} if start and self._find_takes_prefix else {}
         try:
-            found = self.fs.find(self._full(prefix), detail=True, **narrowed)
+            found = self._fs.find(self._full(prefix), detail=True, **narrowed)
         except FileNotFoundError:
             return {}
         listing = {}
@@ -413,9 +433,8 @@ class FsspecStorage(Storage):
         return listing
 
     def list_folders(self, prefix: str) -> list[str]:
-        assert self.fs is not None
         try:
-            found = self.fs.ls(self._full(prefix), detail=True)
+            found = self._fs.ls(self._full(prefix), detail=True)
         except FileNotFoundError:
             return []
         return sorted(
@@ -425,10 +444,9 @@ class FsspecStorage(Storage):
         )
 
     def get_many(self, paths: list[str]) -> dict[str, bytes | None]:
-        assert self.fs is not None
         if not paths:
             return {}
-        fetched = self.fs.cat(
+        fetched = self._fs.cat(
             [self._full(path) for path in paths], on_error="return", **self._whole_file
         )
         contents: dict[str, bytes | None] = {}
@@ -443,19 +461,16 @@ class FsspecStorage(Storage):
         return contents
 
     def open_read(self, relative: str) -> BinaryIO:
-        assert self.fs is not None
-        return self.fs.open(self._full(relative), "rb")  # type: ignore[no-any-return]
+        return self._fs.open(self._full(relative), "rb")  # type: ignore[no-any-return]
 
     def delete(self, relative: str) -> None:
-        assert self.fs is not None
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._full(relative))
+            self._fs.rm_file(self._full(relative))
 
     def delete_many(self, paths: list[str]) -> None:
-        assert self.fs is not None
         if paths:
             with contextlib.suppress(FileNotFoundError):
-                self.fs.rm([self._full(path) for path in paths])
+                self._fs.rm([self._full(path) for path in paths])
 
 
 def open_storage(

@@ -198,7 +198,7 @@ class RunWriter:
         self._unwritten: list[_NamedFile] = []
         self._closed = False
         self._pid = os.getpid()
-        self._spool = Spool(storage.url) if options.spool and storage.fs is not None else None
+        self._spool = Spool(storage.url) if options.spool and storage.remote else None
         self._spooled: list[str] = []  # this writer's files in the spool, oldest first
         self._spool_retry_at = 0.0  # time.monotonic() of the next upload attempt
         self._spool_retry_delay = SPOOL_RETRY_DELAYS[0]
@@ -441,7 +441,7 @@ class RunWriter:
             if isinstance(result, Staged)
         ]
         # Uploads to an object store go side by side; renames in a folder are quick.
-        put = _in_parallel if self.storage.fs is not None else _one_by_one
+        put = _in_parallel if self.storage.remote else _one_by_one
         failures += [error for error in put(self._put_staged, ready) if error]
         for item, result in zip(events, staged[len(data) :], strict=True):
             if not isinstance(result, Staged):

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 import lakestore
 from lakestore.errors import (
     ExperimentNotFoundError,
+    FilterError,
     InvalidNameError,
     RunDeletedError,
     RunNotFoundError,
 )
-from lakestore.search import FilterError
 from lakestore_cli.main import app
 from tests.readers import READERS
 

@@ -7,8 +7,7 @@ import math
 import pytest
 
 import lakestore
-from lakestore.errors import QueryError
-from lakestore.search import FilterError
+from lakestore.errors import FilterError, QueryError
 from tests.conftest import S3_CREDENTIALS, fresh_store_uri, make_bucket
 
 SWEEP = [
