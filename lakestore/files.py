@@ -14,14 +14,13 @@ reason, so that one bad file never makes a store unreadable:
   files before DuckDB reads them matters: DuckDB casts a column of text such as "1.0" to
   the type a query expects, where merges and the other readers refuse the file.
 
-Files never change once written, so a verdict holds for the life of the process.
+Files never change once written, so a verdict holds as long as the process keeps the
+store open: each opened store holds its verdicts in its FileIndex (lakestore.storage).
 """
 
 from __future__ import annotations
 
-import threading
 import warnings
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from lakestore import format, layout
@@ -31,45 +30,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from lakestore.storage import Storage
-
-_SKIPPED: dict[tuple[str, str], str] = {}
-"""(store URL, root-relative path) of each file readers skip -> why."""
-
-_SOUND: set[tuple[str, str]] = set()
-"""Files whose footer was read and whose columns are right, so that each is read once."""
-
-FETCHED_BYTES = 512 * 1024 * 1024
-"""How much memory the rows of fetched files are kept in, for the next query to reuse."""
-
-
-class _Kept:
-    """The rows of fetched files, least recently used first, up to FETCHED_BYTES."""
-
-    def __init__(self) -> None:
-        self.rows: OrderedDict[tuple[str, str], pa.Table] = OrderedDict()
-        self.size = 0
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> pa.Table | None:
-        with self.lock:
-            if key not in self.rows:
-                return None
-            self.rows.move_to_end(key)
-            return self.rows[key]
-
-    def put(self, key: tuple[str, str], table: pa.Table) -> None:
-        with self.lock:
-            if key in self.rows:
-                return
-            self.rows[key] = table
-            self.size += table.nbytes
-            while self.size > FETCHED_BYTES:
-                _, dropped = self.rows.popitem(last=False)
-                self.size -= dropped.nbytes
-
-
-_FETCHED = _Kept()
-
 
 def sound(storage: Storage, paths: list[str]) -> list[str]:
     """``paths`` less the files whose footer shows they cannot be read as files of their
@@ -86,10 +46,9 @@ def sound(storage: Storage, paths: list[str]) -> list[str]:
 
 def skip(storage: Storage, path: str, reason: str) -> None:
     """Leave ``path`` out of every reading from now on, and warn once."""
-    key = (storage.url, path)
-    if key in _SKIPPED:
+    if path in storage.index.skipped:
         return
-    _SKIPPED[key] = reason
+    storage.index.skipped[path] = reason
     warnings.warn(
         UnreadableFileWarning(
             f"skipping {storage.path(path)}: {reason}. lakestore's readers leave it out; "
@@ -102,7 +61,7 @@ def skip(storage: Storage, path: str, reason: str) -> None:
 
 def skipped(storage: Storage, path: str) -> bool:
     """Whether readers leave ``path`` out."""
-    return (storage.url, path) in _SKIPPED
+    return path in storage.index.skipped
 
 
 def expected_schema(path: str) -> pa.Schema:
@@ -163,16 +122,16 @@ def read_files(storage: Storage, paths: list[str]) -> dict[str, bytes | None]:
 
 def check(storage: Storage, path: str, *, deep: bool = False) -> bool:
     """True if ``path`` reads; else skip it from now on (with a warning) and return False."""
-    key = (storage.url, path)
-    if key in _SOUND and not deep:
+    sound = storage.index.sound
+    if path in sound and not deep:
         return True
     reason = problem(storage, path, deep=deep)
     if reason is not None:
         skip(storage, path, reason)
         return False
-    if len(_SOUND) > 1_000_000:
-        _SOUND.clear()
-    _SOUND.add(key)
+    if len(sound) > 1_000_000:
+        sound.clear()
+    sound.add(path)
     return True
 
 
@@ -212,7 +171,7 @@ def fetch_rows(storage: Storage, paths: list[str]) -> dict[str, pa.Table | None]
     """
     rows: dict[str, pa.Table | None] = {}
     for path in paths:
-        kept = _FETCHED.get((storage.url, path))
+        kept = storage.index.kept_rows(path)
         if kept is not None:
             rows[path] = kept
     wanted = [path for path in paths if path not in rows and not skipped(storage, path)]
@@ -222,5 +181,5 @@ def fetch_rows(storage: Storage, paths: list[str]) -> dict[str, pa.Table | None]
             continue  # unreadable: skipped from now on
         rows[path] = table
         if table is not None:
-            _FETCHED.put((storage.url, path), table)
+            storage.index.keep_rows(path, table)
     return rows

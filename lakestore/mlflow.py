@@ -309,10 +309,8 @@ def delete_run(run_id: str) -> None:
 
 def _store_exists() -> bool:
     from lakestore import format
-    from lakestore.storage import open_storage
 
-    storage = open_storage(_stores.get_store_uri(), _stores.get_store_options())
-    return format.read_format_version(storage) is not None
+    return format.read_format_version(_stores.opened()) is not None
 
 
 # -- runs --------------------------------------------------------------------------------------

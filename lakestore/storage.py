@@ -16,9 +16,11 @@ import glob
 import inspect
 import io
 import os
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
@@ -26,6 +28,7 @@ from lakestore.errors import StoreError
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 DEFAULT_URI = "lakestore-data"
 """The store used when neither set_store() nor $LAKESTORE_URI names one: ./lakestore-data.
@@ -58,8 +61,50 @@ class Staged(NamedTuple):
     """Its content (object stores), or the temporary file that holds it (local folders)."""
 
 
+FETCHED_BYTES = 512 * 1024 * 1024
+"""How much memory the rows of fetched files are kept in, for the next query to reuse."""
+
+
+class FileIndex:
+    """What this process has learned of a store's files, which never change once written:
+    the ones readers skip (and why), the ones whose footer was found sound, and the rows
+    of fetched files, least recently used first, up to FETCHED_BYTES (lakestore.files)."""
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, str] = {}
+        self.sound: set[str] = set()
+        self._rows: OrderedDict[str, pa.Table] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def kept_rows(self, path: str) -> pa.Table | None:
+        """The rows of ``path`` kept from an earlier fetch, or None."""
+        with self._lock:
+            if path not in self._rows:
+                return None
+            self._rows.move_to_end(path)
+            return self._rows[path]
+
+    def keep_rows(self, path: str, rows: pa.Table) -> None:
+        """Keep the rows of the fetched file ``path`` for later reads."""
+        with self._lock:
+            if path in self._rows:
+                return
+            self._rows[path] = rows
+            self._size += rows.nbytes
+            while self._size > FETCHED_BYTES:
+                _, dropped = self._rows.popitem(last=False)
+                self._size -= dropped.nbytes
+
+
 class Storage(ABC):
-    """A store root and the few file operations lakestore needs, paths relative to it."""
+    """A store root and the few file operations lakestore needs, paths relative to it.
+
+    Opened once per process and store (lakestore.stores), it also holds the store's
+    :class:`FileIndex`."""
+
+    def __init__(self) -> None:
+        self.index = FileIndex()
 
     url: str
     """The root as readers name it: an absolute local path or a ``protocol://`` URL."""
@@ -209,6 +254,7 @@ class LocalStorage(Storage):
     """A store in a local folder."""
 
     def __init__(self, root: str) -> None:
+        super().__init__()
         self.url = os.path.abspath(os.path.expanduser(root))
         self.remote = False
         if os.path.exists(self.url) and not os.path.isdir(self.url):
@@ -357,6 +403,7 @@ class FsspecStorage(Storage):
     def __init__(self, uri: str, storage_options: dict[str, Any]) -> None:
         from fsspec.core import url_to_fs
 
+        super().__init__()
         protocol = uri.split("://", 1)[0]
         options = dict(storage_options)
         if protocol in ("s3", "s3a"):

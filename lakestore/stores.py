@@ -1,8 +1,8 @@
 """Opening a store: the one chosen for new runs, and stores opened to read or maintain.
 
 The store that runs are written to is ``set_store()``'s, else ``$LAKESTORE_URI``, else the
-folder ``./lakestore-data``. A store opened for writing is created on first use (its
-format marker written) and opened once per process.
+folder ``./lakestore-data``. Each store is opened once per process; one opened
+for writing is created on first use (its format marker written).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from lakestore.storage import Storage, default_uri, open_storage
 _store_uri: str | None = None
 _store_options: dict[str, Any] = {}
 _opened: dict[tuple[str, str], Storage] = {}
+_writable: set[Storage] = set()
 _opened_lock = threading.Lock()
 
 
@@ -33,9 +34,13 @@ def set_store(uri: str | os.PathLike[str], storage_options: dict[str, Any] | Non
 
 
 def reset() -> None:
-    """Forget set_store(): runs go to ``$LAKESTORE_URI`` or ``./lakestore-data`` again."""
+    """Forget set_store() (runs go to ``$LAKESTORE_URI`` or ``./lakestore-data`` again)
+    and the stores opened, with what was learned of their files."""
     global _store_uri, _store_options
     _store_uri, _store_options = None, {}
+    with _opened_lock:
+        _opened.clear()
+        _writable.clear()
 
 
 def get_store_uri() -> str:
@@ -48,14 +53,31 @@ def get_store_options() -> dict[str, Any]:
     return dict(_store_options)
 
 
+def opened(
+    uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
+) -> Storage:
+    """The store at ``uri`` (default: the store runs are written to), opened once per
+    process and set of options, so that what the process learns of its files (its
+    FileIndex) serves every reader and writer of it."""
+    if uri is None:
+        uri = get_store_uri()
+        storage_options = _store_options if storage_options is None else storage_options
+    where = os.fspath(uri)
+    if "://" not in where:  # the folder it names now, whatever the working folder later
+        where = os.path.abspath(os.path.expanduser(where))
+    key = (where, repr(sorted((storage_options or {}).items())))
+    with _opened_lock:
+        storage = _opened.get(key)
+        if storage is None:
+            storage = _opened[key] = open_storage(where, storage_options)
+    return storage
+
+
 def open_existing_store(
     uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> Storage:
     """The store at ``uri`` (default: the store runs are written to), which must exist."""
-    if uri is None:
-        uri = get_store_uri()
-        storage_options = get_store_options() if storage_options is None else storage_options
-    storage = open_storage(uri, storage_options)
+    storage = opened(uri, storage_options)
     if format.read_format_version(storage) is None:
         raise StoreError(
             f"no lakestore store at {storage.url}: log a run there first, "
@@ -68,25 +90,20 @@ def open_for_writing(
     uri: str | os.PathLike[str] | None, storage_options: dict[str, Any] | None
 ) -> Storage:
     """The store at ``uri`` (default: the store runs are written to), created if new;
-    opened and checked once per process."""
-    if uri is None:
-        uri, storage_options = (
-            get_store_uri(),
-            _store_options if storage_options is None else storage_options,
-        )
-    key = (os.fspath(uri), repr(sorted((storage_options or {}).items())))
+    checked once per process."""
+    storage = opened(uri, storage_options)
     with _opened_lock:
-        storage = _opened.get(key)
-        if storage is None:
-            storage = open_storage(uri, storage_options)
-            try:
-                format.ensure_format_marker(storage)
-            except OSError as error:  # a read-only folder, a file in the way, no access
-                raise StoreError(
-                    f"cannot write to store {storage.url}: {error}; log to a store you may "
-                    "write to (set_store(), $LAKESTORE_URI or store=)"
-                ) from None
-            _opened[key] = storage
+        if storage in _writable:
+            return storage
+    try:
+        format.ensure_format_marker(storage)
+    except OSError as error:  # a read-only folder, a file in the way, no access
+        raise StoreError(
+            f"cannot write to store {storage.url}: {error}; log to a store you may "
+            "write to (set_store(), $LAKESTORE_URI or store=)"
+        ) from None
+    with _opened_lock:
+        _writable.add(storage)
     return storage
 
 
