@@ -35,7 +35,7 @@ holds (below this, the full dictionary costs less than finding the used keys).""
 DIVIDE_IN_PYTHON = 65_536
 """Metric rows whose times a flush converts in Python rather than with pyarrow.compute."""
 
-ROW_TABLES = ("runs", "params", "tags")
+_ROW_TABLES = ("runs", "params", "tags")
 """The tables whose rows are logged as tuples in schema order."""
 
 
@@ -120,7 +120,7 @@ class LoggedValues:
         self.key_names: list[str] = []
         self.metrics = MetricBuffer()
         self.sealed: list[MetricBuffer | pa.Table] = []
-        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in ROW_TABLES}
+        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _ROW_TABLES}
 
     def key_code(self, key: str) -> int:
         """The code of metric ``key``, given it if it has none yet."""
@@ -142,7 +142,7 @@ class LoggedValues:
         """Everything logged, for a flush (seal() first to include the metric buffer)."""
         batch = Batch(self.sealed, self.rows, list(self.key_names))
         self.sealed = []
-        self.rows = {table: [] for table in ROW_TABLES}
+        self.rows = {table: [] for table in _ROW_TABLES}
         return batch
 
     def give_back(self, batch: Batch) -> None:
@@ -155,7 +155,7 @@ class LoggedValues:
         """Drop every logged value (the key codes stay)."""
         self.metrics = MetricBuffer()
         self.sealed = []
-        self.rows = {table: [] for table in ROW_TABLES}
+        self.rows = {table: [] for table in _ROW_TABLES}
 
     @property
     def holds_data(self) -> bool:
@@ -201,7 +201,7 @@ def rows_table(table_name: str, rows: Sequence[tuple[Any, ...]]) -> pa.Table:
     )
 
 
-def metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.Array) -> pa.Table:
+def _metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.Array) -> pa.Table:
     """A metrics table in the stored schema, with keys dictionary-encoded."""
     import pyarrow as pa
 
@@ -257,7 +257,7 @@ def _buffer_table(buffer: MetricBuffer, key_names: list[str]) -> pa.Table:
             dictionary = dictionary.take(used)
     keys = pa.DictionaryArray.from_arrays(codes, dictionary)
     values = _typed(pa.float64(), buffer.values)
-    return metric_table(keys, values, _typed(pa.int64(), buffer.steps), _micros(buffer.times))
+    return _metric_table(keys, values, _typed(pa.int64(), buffer.steps), _micros(buffer.times))
 
 
 def _micros(times_ns: array.array[int]) -> pa.Array:
@@ -333,7 +333,7 @@ def series_table(
     keys = pa.DictionaryArray.from_arrays(
         _repeated(pa.int32(), 0, count), arrow_column([key], pa.string())
     )
-    return metric_table(keys, value_array, step_array, time_array)
+    return _metric_table(keys, value_array, step_array, time_array)
 
 
 def points_table(points: Sequence[tuple[str, float | None, int, int]]) -> pa.Table:
@@ -350,7 +350,7 @@ def points_table(points: Sequence[tuple[str, float | None, int, int]]) -> pa.Tab
     numbers = pa.array(values, pa.float64())
     if numbers.null_count:
         numbers = pc.fill_null(numbers, math.nan)
-    return metric_table(
+    return _metric_table(
         names.cast(pa.dictionary(pa.int32(), pa.string())),
         numbers,
         pa.array(steps, pa.int64()),
