@@ -63,7 +63,7 @@ environment, because fsspec caches filesystems by their options).
 What the writer did is seen through wrappers that time and count, then call the originals:
 ``Spool.put`` (bytes spooled), ``Spool.upload`` (when each spooled file reached the store),
 ``FsspecStorage.put_file`` (how long a failed upload attempt took) and
-``RunWriter._wait_for_room_locked`` (how long logging calls waited for room under the
+``FileSink.wait_for_room_locked`` (how long logging calls waited for room under the
 back-pressure bound); a logging handler counts the "lakestore" warnings and keeps them off
 stderr.
 
@@ -207,7 +207,7 @@ class Watch:
 
     ``Spool.put`` and ``Spool.upload``: bytes spooled, and when each spooled file reached
     the store. ``FsspecStorage.put_file``: how long each failed upload attempt took.
-    ``RunWriter._wait_for_room_locked``: how long logging calls waited for room (the
+    ``FileSink.wait_for_room_locked``: how long logging calls waited for room (the
     back-pressure bound). A logging handler counts the warnings of the "lakestore" logger
     (and keeps them off stderr).
     """
@@ -215,7 +215,7 @@ class Watch:
     def __init__(self) -> None:
         from lakestore.spool import Spool
         from lakestore.storage import FsspecStorage
-        from lakestore.writer import RunWriter
+        from lakestore.writer import FileSink
 
         self.spooled_bytes: list[int] = []
         self.uploaded_at: list[int] = []
@@ -223,7 +223,7 @@ class Watch:
         self.waits: list[tuple[int, float]] = []  # (when, seconds) of each wait for room
         self.warnings: list[str] = []
         put, upload = Spool.put, Spool.upload
-        put_file, wait = FsspecStorage.put_file, RunWriter._wait_for_room_locked
+        put_file, wait = FsspecStorage.put_file, FileSink.wait_for_room_locked
 
         def counted_put(spool: Spool, relative: str, data: bytes) -> None:
             put(spool, relative, data)
@@ -241,9 +241,9 @@ class Watch:
                 self.failed_puts.append(_seconds(start, _now()))
                 raise
 
-        def timed_wait(writer: RunWriter) -> None:
+        def timed_wait(sink: FileSink) -> None:
             start = _now()
-            wait(writer)
+            wait(sink)
             waited = _seconds(start, _now())
             if waited > 0.0005:  # a call that found room returns in microseconds
                 self.waits.append((start, waited))
@@ -251,7 +251,7 @@ class Watch:
         Spool.put = counted_put  # type: ignore[method-assign]
         Spool.upload = timed_upload  # type: ignore[method-assign]
         FsspecStorage.put_file = timed_put_file  # type: ignore[method-assign]
-        RunWriter._wait_for_room_locked = timed_wait  # type: ignore[method-assign]
+        FileSink.wait_for_room_locked = timed_wait  # type: ignore[method-assign]
         watch = self
 
         class Counter(logging.Handler):
@@ -306,7 +306,7 @@ class Child:
             flush_interval=FLUSH_INTERVAL,
             flush_rows=self.spec["flush_rows"],
         )
-        has_spool = run._writer._spool is not None
+        has_spool = run._writer._sink._spool is not None
         if has_spool != spool:
             raise RuntimeError(f"the writer has spool={has_spool}, the scenario wants {spool}")
         return run

@@ -522,10 +522,9 @@ def _merge(storage: Storage, experiments: set[str]) -> None:
 
 def _write_run(storage: Storage, run: SourceRun) -> int:
     """Write ``run`` as the files of one writer; the number of metric rows written."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from lakestore.writer import RunWriter, WriterOptions, metric_table
+    from lakestore import batches
+    from lakestore.writer import RunWriter, WriterOptions
 
     where = f"run {run.run_id} of experiment {run.experiment!r}"
     try:
@@ -559,22 +558,7 @@ def _write_run(storage: Storage, run: SourceRun) -> int:
             ],
         )
         if run.points:
-            keys, values, steps, times = zip(*run.points, strict=True)
-            names = pa.array(keys, pa.string()).dictionary_encode()
-            for key in names.dictionary.to_pylist():
-                format.check_key(key, "metric")
-            timestamp_type = format.arrow_schema("metrics").field("timestamp").type
-            numbers = pa.array(values, pa.float64())
-            if numbers.null_count:
-                numbers = pc.fill_null(numbers, math.nan)
-            writer.append_metric_table(
-                metric_table(
-                    names.cast(pa.dictionary(pa.int32(), pa.string())),
-                    numbers,
-                    pa.array(steps, pa.int64()),
-                    pc.multiply(pa.array(times, pa.int64()), 1000).cast(timestamp_type),
-                )
-            )
+            writer.append_metric_table(batches.points_table(run.points))
     except LakestoreError as error:
         writer.discard()
         raise ImportSourceError(f"cannot import {where}: {error}") from None

@@ -40,7 +40,7 @@ def _storage(store: StoreURI, storage_options: dict[str, Any] | None) -> Storage
 def _write_tags(storage: Storage, experiment: str, run_id: str, tags: dict[str, Any]) -> None:
     """One inbox file of the ``tags`` table holding ``tags`` (a None value deletes the
     tag) for ``run_id``, by a writer of its own: visible whole, or not at all."""
-    from lakestore import layout, writer
+    from lakestore import batches, layout, writer
 
     if not tags:
         return
@@ -49,11 +49,11 @@ def _write_tags(storage: Storage, experiment: str, run_id: str, tags: dict[str, 
         (key, None if value is None else format.check_text(str(value), f"tag {key!r}"), now)
         for key, value in tags.items()
     ]
-    table = writer._rows_to_table("tags", rows)
+    table = batches.rows_table("tags", rows)
     writer_id = format.new_id()
     path = layout.inbox_path(experiment, "tags", run_id, writer_id, 0)
-    content = writer._file_table("tags", table, experiment, run_id, writer_id, 0)
-    storage.put_file(path, lambda destination: writer._write_parquet(content, destination))
+    content = batches.file_table("tags", table, experiment, run_id, writer_id, 0)
+    storage.put_file(path, lambda destination: writer.write_parquet(content, destination))
 
 
 def _connect(storage: Storage) -> Store:

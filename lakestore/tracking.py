@@ -21,9 +21,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lakestore import format, merge, system_metrics
+from lakestore import batches, format, merge, system_metrics
 from lakestore.errors import (
-    InvalidNameError,
     InvalidValueError,
     NoActiveRunError,
     ParamConflictError,
@@ -31,10 +30,9 @@ from lakestore.errors import (
     RunDeletedError,
     RunNotFoundError,
 )
-from lakestore.format import arrow_column
 from lakestore.storage import Storage
 from lakestore.stores import open_for_writing
-from lakestore.writer import RunWriter, WriterOptions, metric_table
+from lakestore.writer import RunWriter, WriterOptions
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -196,36 +194,9 @@ class Run:
         array or a Polars Series. ``steps`` (int64) defaults to 0, 1, 2, ...; ``timestamps``
         (datetimes, or milliseconds since the epoch) default to now for every point.
         """
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        format.check_key(key, "metric")
-        value_array = _to_arrow(values, pa.float64(), f"metric {key!r} values")
-        count = len(value_array)
-        if count == 0:
-            return
-        if value_array.null_count:
-            raise InvalidValueError(f"metric {key!r} values contain nulls; use NaN instead")
-        if steps is None:
-            # A start taken from an array, not made from a Python int: that imports pandas.
-            start = _repeated(pa.int64(), -1, 1)[0]
-            step_array = pc.cumulative_sum(_repeated(pa.int64(), 1, count), start=start)
-        else:
-            step_array = _to_arrow(steps, pa.int64(), f"metric {key!r} steps")
-        timestamp_type = format.arrow_schema("metrics").field("timestamp").type
-        if timestamps is None:
-            time_array = _repeated(timestamp_type, _now_us(), count)
-        else:
-            time_array = _to_timestamps(timestamps, timestamp_type, key)
-        for name, other in (("steps", step_array), ("timestamps", time_array)):
-            if len(other) != count:
-                raise InvalidValueError(f"metric {key!r}: {count} values but {len(other)} {name}")
-            if other.null_count:
-                raise InvalidValueError(f"metric {key!r}: {name} contain nulls")
-        keys = pa.DictionaryArray.from_arrays(
-            _repeated(pa.int32(), 0, count), arrow_column([key], pa.string())
-        )
-        self._writer.append_metric_table(metric_table(keys, value_array, step_array, time_array))
+        table = batches.series_table(key, values, steps, timestamps, _now_us)
+        if table is not None:
+            self._writer.append_metric_table(table)
 
     # -- params and tags ----------------------------------------------------------------
 
@@ -261,7 +232,7 @@ class Run:
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Set several tags; if one is bad, none is set."""
-        self._writer.append_rows("tags", _tag_rows(tags))
+        self._writer.append_rows("tags", batches.tag_rows(tags, _now_us()))
 
     def delete_tag(self, key: str) -> None:
         """Remove a tag: readers no longer see it (a null value is recorded)."""
@@ -315,22 +286,6 @@ class Run:
             self.end("FAILED")
 
 
-def _tag_rows(tags: dict[str, Any]) -> list[tuple[str, str, int]]:
-    """Rows of the tags table; raises before returning any if one tag is bad."""
-    now = _now_us()
-    for key in tags:
-        if isinstance(key, str) and key.startswith(format.RESERVED_TAG_PREFIX):
-            raise InvalidNameError(
-                f"tag key {key!r} is reserved: keys starting with "
-                f"{format.RESERVED_TAG_PREFIX!r} are lakestore's own (delete a run with "
-                "lakestore.delete_run, rename it with lakestore.rename_run)"
-            )
-    return [
-        (format.check_key(key, "tag"), format.check_text(str(value), f"tag {key!r} value"), now)
-        for key, value in tags.items()
-    ]
-
-
 def _event(status: str, run: Run, *, event_time: int, **times: int | None) -> tuple[Any, ...]:
     """A row of the runs table, in schema order."""
     return (
@@ -353,124 +308,6 @@ def _user() -> str | None:
     except (KeyError, OSError):  # no name for this uid, as in some containers
         return None
     return os.fsencode(name).decode("utf-8", "replace")  # undecodable bytes in $LOGNAME
-
-
-def _repeated(arrow_type: pa.DataType, value: int, count: int) -> pa.Array:
-    """``count`` copies of ``value`` (pa.repeat is several times slower for large counts)."""
-    import array
-
-    import pyarrow as pa
-
-    typecode = "i" if arrow_type.bit_width == 32 else "q"
-    filled = array.array(typecode, [value]) * count
-    return pa.Array.from_buffers(arrow_type, count, [None, pa.py_buffer(filled)])
-
-
-def _to_arrow(values: Any, arrow_type: pa.DataType, what: str) -> pa.Array:
-    """``values`` as an Arrow array of ``arrow_type``; only numbers are accepted.
-
-    A NumPy array (or any buffer of numbers) is copied: the caller may reuse it at once,
-    while the rows wait in memory for the next flush.
-    """
-    import pyarrow as pa
-
-    try:
-        array = _copy_of_buffer(values)
-        if array is None:
-            array = _plain_list(values, arrow_type)
-        if array is None:
-            array = pa.array(values)
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        if not (
-            pa.types.is_integer(array.type)
-            or pa.types.is_floating(array.type)
-            or pa.types.is_decimal(array.type)
-            or pa.types.is_null(array.type)
-        ):
-            raise InvalidValueError(f"{what} must be numbers, got {array.type} values")
-        return array.cast(arrow_type)
-    except InvalidValueError:
-        raise
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
-        raise InvalidValueError(f"{what} cannot be read as {arrow_type}: {error}") from None
-
-
-def _copy_of_buffer(values: Any) -> pa.Array | None:
-    """A copy of ``values`` as Arrow if it is a one-dimensional buffer of numbers (a NumPy
-    array, an ``array.array``), else None.
-
-    Built from the bytes, because ``pa.array`` imports pandas whenever it is installed.
-    """
-    import array
-    import sys
-
-    import pyarrow as pa
-
-    plain_numpy = type(values).__module__ == "numpy" and type(values).__name__ == "ndarray"
-    if not plain_numpy and type(values) is not array.array:  # a masked array has nulls
-        return None
-    try:
-        view = memoryview(values)
-    except (TypeError, ValueError):  # no buffer, or one of a type buffers cannot describe
-        return None
-    code = view.format
-    if code[:1] in "@=" or (code[:1] == "<" and sys.byteorder == "little"):
-        code = code[1:]
-    kind = _BUFFER_KINDS.get(code)
-    if view.ndim != 1 or not view.c_contiguous or kind is None:
-        return None
-    arrow_type = getattr(pa, f"{kind}{8 * view.itemsize}")()
-    return pa.Array.from_buffers(arrow_type, len(view), [None, pa.py_buffer(view.tobytes())])
-
-
-def _plain_list(values: Any, arrow_type: pa.DataType) -> pa.Array | None:
-    """A list of Python floats (or ints, for int64) as Arrow, else None: the common case,
-    built without ``pa.array`` for the same reason as :func:`_copy_of_buffer`."""
-    import array
-
-    import pyarrow as pa
-
-    if type(values) not in (list, tuple):
-        return None
-    plain, code = (float, "d") if arrow_type == pa.float64() else (int, "q")
-    if not all(type(value) is plain for value in values):
-        return None
-    try:
-        typed = array.array(code, values)
-    except OverflowError:  # past int64: pa.array says so
-        return None
-    return pa.Array.from_buffers(arrow_type, len(typed), [None, pa.py_buffer(typed)])
-
-
-_BUFFER_KINDS = {"e": "float", "f": "float", "d": "float"}
-_BUFFER_KINDS |= dict.fromkeys("bhilq", "int") | dict.fromkeys("BHILQ", "uint")
-
-
-def _to_timestamps(timestamps: Any, timestamp_type: pa.DataType, key: str) -> pa.Array:
-    """Aware datetimes or milliseconds since the epoch, as the stored timestamp type."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    what = f"metric {key!r} timestamps"
-    try:
-        array = pa.array(timestamps)
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        if pa.types.is_timestamp(array.type):
-            if array.type.tz is None:
-                raise InvalidValueError(
-                    f"{what} have no time zone; pass aware datetimes or milliseconds"
-                )
-            return array.cast(timestamp_type)
-        if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
-            micros = pc.round(pc.multiply(array.cast(pa.float64()), 1000.0))
-            return micros.cast(pa.int64()).cast(timestamp_type)
-    except InvalidValueError:
-        raise
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as error:
-        raise InvalidValueError(f"{what} cannot be read: {error}") from None
-    raise InvalidValueError(f"{what} must be datetimes or milliseconds, got {array.type}")
 
 
 def _find_run(storage: Storage, run_id: str) -> str:
@@ -625,7 +462,7 @@ def begin_run(
             parents = [p for p in events.column("parent_run_id").to_pylist() if p is not None]
             parent_run_id = parents[0] if parents else None
 
-    tag_rows = _tag_rows(tags or {})
+    tag_rows = batches.tag_rows(tags or {}, _now_us())
     run = Run(storage, experiment, run_id, run_name, parent_run_id, params, options)
     run._writer.heartbeat_event = lambda: _event("RUNNING", run, event_time=_now_us())
     now = _now_us()

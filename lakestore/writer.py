@@ -1,9 +1,10 @@
 """The write path: in-memory columnar buffers, flushed to Parquet files in the background.
 
 A :class:`RunWriter` holds one run's rows for one process. Logging calls append to typed
-buffers (``array.array``), which become Arrow arrays without a per-row conversion. A
-background thread writes the buffers as Parquet files every ``flush_interval`` seconds, or
-sooner when ``flush_rows`` rows are waiting; :meth:`RunWriter.close` writes the rest.
+buffers (:class:`lakestore.batches.LoggedValues`), which become Arrow tables without a
+per-row conversion. Its :class:`FileSink` writes them as Parquet files from a background
+thread every ``flush_interval`` seconds, or sooner when ``flush_rows`` rows are waiting;
+:meth:`RunWriter.close` writes the rest.
 
 Every flush gives each file its final name before the first attempt to write it, and a
 failed write is retried under that same name: a file written twice holds the same rows, so
@@ -16,27 +17,27 @@ the store answers again: logging never waits for an unreachable store.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import io
 import logging
 import math
-import numbers
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor  # imported now: not at interpreter exit
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar
 
-from lakestore import format, layout, merge
+from lakestore import batches, format, layout, merge
+from lakestore.batches import LoggedValues, bad_metric, bad_step, not_a_float
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
-from lakestore.format import arrow_column
 from lakestore.spool import Spool
 from lakestore.storage import Staged, write_bytes
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     import pyarrow as pa
 
     from lakestore.storage import Storage
@@ -52,9 +53,6 @@ DEFAULT_FLUSH_INTERVAL = 5.0
 DEFAULT_FLUSH_ROWS = 1_000_000
 """Buffered metric rows that start a flush before the interval is up."""
 
-MAX_FILE_ROWS = 4 * 1024 * 1024
-"""Metric rows per file at most: a larger flush is split into files written in parallel."""
-
 BACKPRESSURE_FACTOR = 8
 """Logging blocks while this many times ``flush_rows`` rows wait to be written."""
 
@@ -62,13 +60,6 @@ CLOSE_RETRY_DELAYS = (0.5, 2.0)
 """Seconds to wait before each extra attempt of the final flush when a run ends."""
 
 _PLAIN_NUMBERS = (float, int)
-
-SMALL_DICTIONARY = 256
-"""Metric keys a run may have logged before each file's dictionary is cut to the keys it
-holds (below this, the full dictionary costs less than finding the used keys)."""
-
-DIVIDE_IN_PYTHON = 65_536
-"""Metric rows whose times a flush converts in Python rather than with pyarrow.compute."""
 
 COMPRESS_FROM_BYTES = 64 * 1024
 """Files whose data (in memory) is smaller than this are written uncompressed; compaction
@@ -142,6 +133,189 @@ def _from_environment(name: str, parse: type[Any], default: Any) -> Any:
         ) from None
 
 
+class RunWriter:
+    """Buffers one run's rows in this process and writes them to the store as Parquet.
+
+    Thread-safe: any number of threads may log to one writer. The logged values wait in a
+    :class:`~lakestore.batches.LoggedValues`; a :class:`FileSink` turns them into files and
+    writes them, and its lock guards both.
+    """
+
+    def __init__(
+        self, storage: Storage, experiment: str, run_id: str, options: WriterOptions
+    ) -> None:
+        self.storage = storage
+        self.experiment = experiment
+        self.run_id = run_id
+        self.writer_id = format.new_id()
+        self.options = options
+        self._max_buffered = options.flush_rows
+        self._logged = LoggedValues()
+        self.heartbeat_event: Callable[[], tuple[Any, ...]] | None = None
+        """Builds the runs-table row that says this writer is alive; set by the run."""
+        self._sink = FileSink(
+            storage, experiment, run_id, self.writer_id, options, self._taken, self._beat
+        )
+
+    # -- logging (called on the training thread) ------------------------------------------
+
+    def append_metric(self, key: str, value: float, step: int, time_ns: int) -> None:
+        """Buffer one metric row; raises InvalidValueError and buffers nothing if bad."""
+        logged, sink = self._logged, self._sink
+        try:
+            code = logged.key_codes.get(key)
+        except TypeError:  # an unhashable key
+            code = None
+        if code is None:
+            code = self._add_key(key)
+        if type(value) not in _PLAIN_NUMBERS and not_a_float(value):
+            raise bad_metric(key, value)
+        if type(step) is bool:
+            raise bad_step(key, step)
+        with sink.lock:
+            if sink.closed:
+                sink.check_open()
+            buffer = logged.metrics
+            length = len(buffer.keys)
+            try:
+                buffer.values.append(value)
+                buffer.steps.append(step)
+                buffer.keys.append(code)
+                buffer.times.append(time_ns)
+            except BaseException as error:  # a bad value, or Ctrl-C half-way: undo the row
+                raise buffer.undo(length, length, error, key, value, step) from None
+            if len(buffer.values) >= self._max_buffered:
+                self._seal_locked()
+
+    def append_metrics(self, metrics: dict[str, float], step: int, time_ns: int) -> None:
+        """Buffer several metrics at one step: all of them, or none if one is bad."""
+        logged, sink = self._logged, self._sink
+        try:
+            codes = [logged.key_codes.get(key) for key in metrics]
+        except TypeError:  # an unhashable key
+            codes = [None] * len(metrics)
+        if None in codes:
+            codes = [
+                self._add_key(key) if c is None else c
+                for key, c in zip(metrics, codes, strict=True)
+            ]
+        if type(step) is bool:
+            raise bad_step(next(iter(metrics), ""), step)
+        with sink.lock:
+            sink.check_open()
+            buffer = logged.metrics
+            length = row = len(buffer.values)
+            try:
+                for key, code in zip(metrics, codes, strict=True):
+                    row = len(buffer.values)
+                    value = metrics[key]
+                    if type(value) not in _PLAIN_NUMBERS and not_a_float(value):
+                        raise TypeError(f"{value!r} is no float")
+                    buffer.values.append(value)
+                    buffer.steps.append(step)
+                    buffer.keys.append(code)  # type: ignore[arg-type]
+                    buffer.times.append(time_ns)
+            except BaseException as error:  # all of the batch or none of it
+                raise buffer.undo(length, row, error, key, value, step) from None
+            if len(buffer.values) >= self._max_buffered:
+                self._seal_locked()
+
+    def append_metric_table(self, table: pa.Table) -> None:
+        """Buffer a ready Arrow table of metric rows (the vectorised path)."""
+        sink = self._sink
+        with sink.lock:
+            sink.check_open()
+            self._logged.sealed.append(table)
+            sink.hand_over_locked(table.num_rows)
+
+    def append_rows(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Buffer rows of the runs, params or tags table, each in schema order."""
+        sink = self._sink
+        with sink.lock:
+            sink.check_open()
+            self._logged.rows[table].extend(rows)
+            if table == "runs":
+                sink.event_logged()
+
+    def _add_key(self, key: str) -> int:
+        format.check_key(key, "metric")
+        with self._sink.lock:
+            self._sink.check_open()
+            return self._logged.key_code(key)
+
+    def _seal_locked(self) -> None:
+        """Hand the current metric buffer to the flusher (lock held)."""
+        rows = self._logged.seal()
+        if rows:
+            self._sink.hand_over_locked(rows)
+
+    # -- what the sink calls --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _taken(self) -> Iterator[list[tuple[str, pa.Table]]]:
+        """The tables of everything logged so far, taken for a flush; given back to be
+        taken by the next flush if the block fails (e.g. out of memory)."""
+        sink = self._sink
+        with sink.lock:
+            sink.count_locked(self._logged.seal())
+            batch = self._logged.take()
+        try:
+            yield batches.batch_tables(batch)
+        except BaseException:
+            with sink.lock:
+                self._logged.give_back(batch)
+            raise
+
+    def _beat(self) -> None:
+        """Log a heartbeat event, if the run says what one is."""
+        if self.heartbeat_event is not None:
+            with contextlib.suppress(RunEndedError):
+                self.append_rows("runs", [self.heartbeat_event()])
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything buffered so far; raises FlushError if some files failed.
+
+        Files that failed stay queued under their names and are retried by the next flush.
+        """
+        self._sink.flush()
+
+    def close(self) -> None:
+        """Stop the background thread and write everything.
+
+        The final flush is tried again after each of CLOSE_RETRY_DELAYS; if it still fails,
+        FlushError is raised and the rows stay buffered: flush() retries them.
+        """
+        self._sink.close()
+
+    def discard(self) -> None:
+        """Stop the background thread and drop everything buffered, writing nothing."""
+        self._sink.stop()
+        self._sink.drop()
+        self._logged.clear()
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: disown this writer, whose thread and data stay with the parent.
+
+        Its locks may have been copied while held, so they are replaced; logging to it
+        raises RunEndedError instead of filling buffers that no thread would write.
+        """
+        self._sink.abandon_after_fork()
+        self._logged.clear()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has been called."""
+        return self._sink.closed
+
+    @property
+    def holds_data(self) -> bool:
+        """True while some logged rows are not yet written to the store."""
+        with self._sink.lock:
+            return self._sink.holds_files or self._logged.holds_data
+
+
 class _NamedFile:
     """A file given its final name, waiting to be written (compared by identity)."""
 
@@ -153,57 +327,51 @@ class _NamedFile:
         self.table = table
 
 
-class _MetricBuffer:
-    """Metric rows as parallel typed arrays: key codes, values, steps, times (ns)."""
+class FileSink:
+    """Writes the files of one writer to the store: in the background, on a flush, when the
+    run ends.
 
-    __slots__ = ("keys", "steps", "times", "values")
+    It names each file before the first attempt to write it, writes a flush's files
+    (uploads side by side, run events last), spools the files a remote store does not take
+    in time and uploads them once it answers again, bounds the rows waiting to be written
+    (back-pressure), beats the writer's heartbeat, and lets a forked child disown it.
 
-    def __init__(self) -> None:
-        self.keys = array.array("i")
-        self.values = array.array("d")
-        self.steps = array.array("q")
-        self.times = array.array("q")
-
-    def truncate(self, length: int) -> None:
-        """Drop rows past ``length``: undoes a batch that failed half-way."""
-        for column in (self.keys, self.values, self.steps, self.times):
-            del column[length:]
-
-
-class RunWriter:
-    """Buffers one run's rows in this process and writes them to the store as Parquet.
-
-    Thread-safe: any number of threads may log to one writer.
+    ``lock`` guards the sink's queue and the writer's logged values alike; ``take`` yields
+    the tables of what was logged, giving them back if its block fails; ``heartbeat`` logs
+    a heartbeat event.
     """
 
     def __init__(
-        self, storage: Storage, experiment: str, run_id: str, options: WriterOptions
+        self,
+        storage: Storage,
+        experiment: str,
+        run_id: str,
+        writer_id: str,
+        options: WriterOptions,
+        take: Callable[[], AbstractContextManager[list[tuple[str, pa.Table]]]],
+        heartbeat: Callable[[], None],
     ) -> None:
         self.storage = storage
         self.experiment = experiment
         self.run_id = run_id
-        self.writer_id = format.new_id()
+        self.writer_id = writer_id
         self.options = options
+        self._take = take
+        self._heartbeat = heartbeat
         self._sequence = 0
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
+        self.lock = threading.Lock()
+        self._room = threading.Condition(self.lock)
         self._flush_lock = threading.Lock()
-        self._key_codes: dict[str, int] = {}
-        self._key_names: list[str] = []
-        self._metrics = _MetricBuffer()
-        self._max_buffered = options.flush_rows
-        self._sealed: list[_MetricBuffer | pa.Table] = []
-        self._pending_rows = 0  # metric rows sealed or named but not yet written
-        self._rows: dict[str, list[tuple[Any, ...]]] = {"runs": [], "params": [], "tags": []}
+        self.pending_rows = 0
+        """Metric rows handed over or named but not yet written."""
         self._unwritten: list[_NamedFile] = []
-        self._closed = False
+        self.closed = False
+        """True once the writer takes no more rows."""
         self._pid = os.getpid()
         self._spool = Spool(storage.url) if options.spool and storage.remote else None
         self._spooled: list[str] = []  # this writer's files in the spool, oldest first
         self._spool_retry_at = 0.0  # time.monotonic() of the next upload attempt
         self._spool_retry_delay = SPOOL_RETRY_DELAYS[0]
-        self.heartbeat_event: Callable[[], tuple[Any, ...]] | None = None
-        """Builds the runs-table row that says this writer is alive; set by the run."""
         self._last_event = time.monotonic()
         self._wake = threading.Event()
         self._thread = threading.Thread(
@@ -217,96 +385,11 @@ class RunWriter:
             )
             self._adopting.start()
 
-    # -- logging (called on the training thread) ------------------------------------------
+    # -- taking rows (lock held) ----------------------------------------------------------
 
-    def append_metric(self, key: str, value: float, step: int, time_ns: int) -> None:
-        """Buffer one metric row; raises InvalidValueError and buffers nothing if bad."""
-        try:
-            code = self._key_codes.get(key)
-        except TypeError:  # an unhashable key
-            code = None
-        if code is None:
-            code = self._add_key(key)
-        if type(value) not in _PLAIN_NUMBERS and _not_a_float(value):
-            raise _bad_metric(key, value)
-        if type(step) is bool:
-            raise _bad_step(key, step)
-        with self._lock:
-            if self._closed:
-                self._check_open()
-            buffer = self._metrics
-            length = len(buffer.keys)
-            try:
-                buffer.values.append(value)
-                buffer.steps.append(step)
-                buffer.keys.append(code)
-                buffer.times.append(time_ns)
-            except BaseException as error:  # a bad value, or Ctrl-C half-way: undo the row
-                raise _undo(buffer, length, length, error, key, value, step) from None
-            if len(buffer.values) >= self._max_buffered:
-                self._seal_locked()
-
-    def append_metrics(self, metrics: dict[str, float], step: int, time_ns: int) -> None:
-        """Buffer several metrics at one step: all of them, or none if one is bad."""
-        try:
-            codes = [self._key_codes.get(key) for key in metrics]
-        except TypeError:  # an unhashable key
-            codes = [None] * len(metrics)
-        if None in codes:
-            codes = [
-                self._add_key(key) if c is None else c
-                for key, c in zip(metrics, codes, strict=True)
-            ]
-        if type(step) is bool:
-            raise _bad_step(next(iter(metrics), ""), step)
-        with self._lock:
-            self._check_open()
-            buffer = self._metrics
-            length = row = len(buffer.values)
-            try:
-                for key, code in zip(metrics, codes, strict=True):
-                    row = len(buffer.values)
-                    value = metrics[key]
-                    if type(value) not in _PLAIN_NUMBERS and _not_a_float(value):
-                        raise TypeError(f"{value!r} is no float")
-                    buffer.values.append(value)
-                    buffer.steps.append(step)
-                    buffer.keys.append(code)  # type: ignore[arg-type]
-                    buffer.times.append(time_ns)
-            except BaseException as error:  # all of the batch or none of it
-                raise _undo(buffer, length, row, error, key, value, step) from None
-            if len(buffer.values) >= self._max_buffered:
-                self._seal_locked()
-
-    def append_metric_table(self, table: pa.Table) -> None:
-        """Buffer a ready Arrow table of metric rows (the vectorised path)."""
-        with self._lock:
-            self._check_open()
-            self._sealed.append(table)
-            self._pending_rows += table.num_rows
-            self._wake.set()
-            self._wait_for_room_locked()
-
-    def append_rows(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        """Buffer rows of the runs, params or tags table, each in schema order."""
-        with self._lock:
-            self._check_open()
-            self._rows[table].extend(rows)
-            if table == "runs":
-                self._last_event = time.monotonic()
-
-    def _add_key(self, key: str) -> int:
-        format.check_key(key, "metric")
-        with self._lock:
-            self._check_open()
-            code = self._key_codes.get(key)
-            if code is None:
-                code = self._key_codes[key] = len(self._key_names)
-                self._key_names.append(key)
-            return code
-
-    def _check_open(self) -> None:
-        if self._closed:
+    def check_open(self) -> None:
+        """Raise RunEndedError once the writer takes no more rows."""
+        if self.closed:
             if self._pid != os.getpid():
                 raise RunEndedError(
                     f"run {self.run_id} belongs to process {self._pid}; a forked process "
@@ -317,79 +400,54 @@ class RunWriter:
                 f"run {self.run_id} has ended; start_run(run_id={self.run_id!r}) resumes it"
             )
 
-    def _seal_locked(self) -> None:
-        """Hand the current metric buffer to the flusher (lock held)."""
-        if self._metrics.values:
-            self._sealed.append(self._metrics)
-            self._pending_rows += len(self._metrics.values)
-            self._metrics = _MetricBuffer()
-            self._wake.set()
-            self._wait_for_room_locked()
+    def count_locked(self, rows: int) -> None:
+        """Count ``rows`` metric rows handed over to be written (lock held)."""
+        self.pending_rows += rows
 
-    def _wait_for_room_locked(self) -> None:
+    def hand_over_locked(self, rows: int) -> None:
+        """Count ``rows`` metric rows handed over, wake the flush thread for them and wait
+        for room (lock held)."""
+        self.pending_rows += rows
+        self._wake.set()
+        self.wait_for_room_locked()
+
+    def wait_for_room_locked(self) -> None:
         """Bounded back-pressure: block while too many rows wait to be written."""
         limit = BACKPRESSURE_FACTOR * self.options.flush_rows
-        while self._pending_rows > limit and not self._closed and self._thread.is_alive():
+        while self.pending_rows > limit and not self.closed and self._thread.is_alive():
             self._room.wait(timeout=1.0)
+
+    def event_logged(self) -> None:
+        """Note that a run event was logged: the next heartbeat is due an interval later."""
+        self._last_event = time.monotonic()
+
+    @property
+    def holds_files(self) -> bool:
+        """True while some named file is not yet written (lock held)."""
+        return bool(self._unwritten)
 
     # -- flushing (background thread, close, explicit flush) -------------------------------
 
     def flush(self) -> None:
-        """Write everything buffered so far; raises FlushError if some files failed.
+        """Write everything logged so far; raises FlushError if some files failed.
 
         Files that failed stay queued under their names and are retried by the next flush.
         """
         with self._flush_lock:
-            with self._lock:
-                if self._metrics.values:
-                    self._sealed.append(self._metrics)
-                    self._pending_rows += len(self._metrics.values)
-                    self._metrics = _MetricBuffer()
-                sealed, self._sealed = self._sealed, []
-                rows, self._rows = self._rows, {"runs": [], "params": [], "tags": []}
-                key_names = list(self._key_names)
-            try:
-                named = self._name_files(sealed, rows, key_names)
-            except BaseException:  # e.g. out of memory: give the rows back for the next flush
-                with self._lock:
-                    self._sealed[:0] = sealed
-                    for table, taken in rows.items():
-                        self._rows[table][:0] = taken
-                raise
+            with self._take() as tables:
+                named = self._name_files(tables)
             self._unwritten.extend(named)
             self._write_unwritten()
         if named and self.options.merge:
             merge.request(self.storage, self.experiment, len(named))
 
-    def _name_files(
-        self,
-        sealed: list[_MetricBuffer | pa.Table],
-        rows: dict[str, list[tuple[Any, ...]]],
-        key_names: list[str],
-    ) -> list[_NamedFile]:
-        import pyarrow as pa
-
-        files = []
-        # Run events go last, so that a reader who sees a run's end sees its data too.
-        for table_name in ("params", "tags"):
-            if rows[table_name]:
-                files.append((table_name, _rows_to_table(table_name, rows[table_name])))
-        if sealed:
-            tables = [
-                item if isinstance(item, pa.Table) else _buffer_to_table(item, key_names)
-                for item in sealed
-            ]
-            metrics = pa.concat_tables(tables)
-            for start in range(0, metrics.num_rows, MAX_FILE_ROWS):
-                files.append(("metrics", metrics.slice(start, MAX_FILE_ROWS)))
-        if rows["runs"]:
-            files.append(("runs", _rows_to_table("runs", rows["runs"])))
+    def _name_files(self, tables: list[tuple[str, pa.Table]]) -> list[_NamedFile]:
         named = []
-        for table_name, table in files:
+        for table_name, table in tables:
             path = layout.inbox_path(
                 self.experiment, table_name, self.run_id, self.writer_id, self._sequence
             )
-            stored = _file_table(
+            stored = batches.file_table(
                 table_name, table, self.experiment, self.run_id, self.writer_id, self._sequence
             )
             self._sequence += 1
@@ -428,7 +486,7 @@ class RunWriter:
         sees the data logged before it. The errors, as text."""
         items = data + events
         staged = self.storage.stage_files(
-            [(item.path, partial(_write_parquet, item.table)) for item in items]
+            [(item.path, partial(write_parquet, item.table)) for item in items]
         )
         failures = [
             f"{item.path}: {result}"
@@ -476,12 +534,12 @@ class RunWriter:
 
     def _written(self, item: _NamedFile) -> None:
         """Take a file written (or spooled) off the queue."""
-        with self._lock:
+        with self.lock:
             if item not in self._unwritten:  # written twice after an interrupted flush
                 return
             self._unwritten.remove(item)
             if item.table_name == "metrics":
-                self._pending_rows -= item.table.num_rows
+                self.pending_rows -= item.table.num_rows
                 self._room.notify_all()
 
     def _upload_or_spool(self, item: _NamedFile) -> None:
@@ -489,7 +547,7 @@ class RunWriter:
         (they go first: a run's events never land before the data logged before them)."""
         assert self._spool is not None
         buffer = io.BytesIO()
-        _write_parquet(item.table, buffer)
+        write_parquet(item.table, buffer)
         data = buffer.getvalue()
         if not self._spooled:
             try:
@@ -499,7 +557,7 @@ class RunWriter:
                 )
                 return
             except Exception as error:  # any backend error: the file waits in the spool
-                with self._lock:
+                with self.lock:
                     if not self._spooled and self._spool_retry_at <= time.monotonic():
                         logger.warning(
                             "lakestore cannot write to %s (%s); run %s goes on, its files wait "
@@ -511,7 +569,7 @@ class RunWriter:
                         )
                     self._spool_retry_at = time.monotonic() + self._spool_retry_delay
         self._spool.put(item.path, data)
-        with self._lock:
+        with self.lock:
             self._spooled.append(item.path)
 
     def _upload_spooled(self, *, now: bool = False) -> None:
@@ -532,7 +590,7 @@ class RunWriter:
                 _with_patience(
                     partial(spool.upload, self.storage, self._spooled[0]), self._short_of_room
                 )
-                with self._lock:
+                with self.lock:
                     del self._spooled[0]
             if self._spooled:
                 return  # out of time, not of luck: the next flush goes on
@@ -548,7 +606,7 @@ class RunWriter:
 
     def _short_of_room(self) -> bool:
         """True once half the rows logging may buffer wait to be written: time to spool."""
-        return 2 * self._pending_rows > BACKPRESSURE_FACTOR * self.options.flush_rows
+        return 2 * self.pending_rows > BACKPRESSURE_FACTOR * self.options.flush_rows
 
     def _upload_others_spooled(self) -> None:
         """Upload files that earlier processes left in this store's spool (crashed, or ended
@@ -568,19 +626,15 @@ class RunWriter:
 
     def _beat_if_due(self) -> None:
         """Log a heartbeat event if no run event was logged for a heartbeat interval."""
-        if (
-            self.heartbeat_event is not None
-            and time.monotonic() - self._last_event >= self.options.heartbeat_interval
-        ):
-            with contextlib.suppress(RunEndedError):
-                self.append_rows("runs", [self.heartbeat_event()])
+        if time.monotonic() - self._last_event >= self.options.heartbeat_interval:
+            self._heartbeat()
 
     def _flush_in_background(self) -> None:
-        while not self._closed:
+        while not self.closed:
             until_beat = self._last_event + self.options.heartbeat_interval - time.monotonic()
             self._wake.wait(max(0.0, min(self.options.flush_interval, until_beat)))
             self._wake.clear()
-            if self._closed:
+            if self.closed:
                 return
             self._beat_if_due()
             try:
@@ -595,7 +649,7 @@ class RunWriter:
         FlushError is raised and the rows stay buffered: flush() retries them.
         """
         # Not joined yet: a flush it is in holds the flush lock the final flush takes.
-        self._stop_thread(wait=False)
+        self.stop(wait=False)
         for delay in CLOSE_RETRY_DELAYS:
             try:
                 self.flush()
@@ -629,51 +683,29 @@ class RunWriter:
                 self.storage.url,
             )
 
-    def discard(self) -> None:
-        """Stop the background thread and drop everything buffered, writing nothing."""
-        self._stop_thread()
-        self._drop_buffers()
-
-    def _stop_thread(self, *, wait: bool = True) -> None:
+    def stop(self, *, wait: bool = True) -> None:
         """Close the writer to logging and stop the background flush (``wait``: until it
         has finished)."""
-        with self._lock:
-            self._closed = True
+        with self.lock:
+            self.closed = True
             self._room.notify_all()
         self._wake.set()
         if wait and self._thread is not threading.current_thread():
             self._thread.join()
 
-    def _drop_buffers(self) -> None:
-        self._metrics = _MetricBuffer()
-        self._sealed, self._unwritten = [], []
-        self._rows = {"runs": [], "params": [], "tags": []}
-        self._pending_rows = 0
+    def drop(self) -> None:
+        """Forget the named files not yet written, and the rows waiting to be written."""
+        self._unwritten = []
+        self.pending_rows = 0
 
     def abandon_after_fork(self) -> None:
-        """In a forked child: disown this writer, whose thread and data stay with the parent.
-
-        Its locks may have been copied while held, so they are replaced; logging to it
-        raises RunEndedError instead of filling buffers that no thread would write.
-        """
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
+        """In a forked child: replace the locks, which may have been copied while held,
+        drop the queue, whose files the parent writes, and take no more rows."""
+        self.lock = threading.Lock()
+        self._room = threading.Condition(self.lock)
         self._flush_lock = threading.Lock()
-        self._drop_buffers()
-        self._closed = True
-
-    @property
-    def closed(self) -> bool:
-        """True once close() has been called."""
-        return self._closed
-
-    @property
-    def holds_data(self) -> bool:
-        """True while some logged rows are not yet written to the store."""
-        with self._lock:
-            return bool(
-                self._unwritten or self._sealed or self._metrics.values or any(self._rows.values())
-            )
+        self.drop()
+        self.closed = True
 
 
 def _with_patience(upload: Callable[[], object], impatient: Callable[[], bool]) -> None:
@@ -707,49 +739,6 @@ def _with_patience(upload: Callable[[], object], impatient: Callable[[], bool]) 
         raise TimeoutError(f"the store did not answer in {time.monotonic() - started:.1f} s")
     if outcome[0] is not None:
         raise outcome[0]
-
-
-def _undo(
-    buffer: _MetricBuffer,
-    length: int,
-    row: int,
-    error: BaseException,
-    key: str,
-    value: object,
-    step: object,
-) -> BaseException:
-    """Drop what a failed call appended past ``length``; the exception to raise for it.
-
-    ``row`` is where the failing row started: if its value was not appended, the value was
-    bad, else the step.
-    """
-    value_failed = len(buffer.values) == row
-    buffer.truncate(length)
-    if isinstance(error, (TypeError, ValueError, OverflowError)):
-        return _bad_metric(key, value) if value_failed else _bad_step(key, step)
-    return error
-
-
-def _not_a_float(value: object) -> bool:
-    """True for a value of an unusual type that a float would misrepresent: a complex
-    number that is not real (NumPy's would append its real part), or a finite Decimal
-    beyond float64's range (it would become an infinity, where 10**400 is refused)."""
-    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
-        return True
-    if type(value).__name__ == "Decimal":
-        return bool(value.is_finite() and math.isinf(float(value)))  # type: ignore[attr-defined,arg-type]
-    return False
-
-
-def _bad_metric(key: str, value: object) -> InvalidValueError:
-    return InvalidValueError(
-        f"metric {key!r}: value {value!r} is not a number a float64 holds; log an int or "
-        "float (NaN and infinities are fine)"
-    )
-
-
-def _bad_step(key: str, step: object) -> InvalidValueError:
-    return InvalidValueError(f"metric {key!r}: step {step!r} is not an integer in the int64 range")
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -789,93 +778,9 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _typed(arrow_type: pa.DataType, buffer: array.array[Any]) -> pa.Array:
-    import pyarrow as pa
-
-    return pa.Array.from_buffers(arrow_type, len(buffer), [None, pa.py_buffer(buffer)])
-
-
-def _buffer_to_table(buffer: _MetricBuffer, key_names: list[str]) -> pa.Table:
-    import pyarrow as pa
-
-    codes = _typed(pa.int32(), buffer.keys)
-    dictionary = arrow_column(key_names, pa.string())
-    if len(key_names) > SMALL_DICTIONARY:
-        import pyarrow.compute as pc
-
-        # Parquet stores the whole dictionary in each file: keep only the keys this file uses.
-        used = pc.unique(codes)
-        if len(used) < len(key_names):
-            codes = pc.index_in(codes, value_set=used)
-            dictionary = dictionary.take(used)
-    keys = pa.DictionaryArray.from_arrays(codes, dictionary)
-    values = _typed(pa.float64(), buffer.values)
-    return metric_table(keys, values, _typed(pa.int64(), buffer.steps), _micros(buffer.times))
-
-
-def _micros(times_ns: array.array[int]) -> pa.Array:
-    """Nanoseconds since the epoch as the stored microsecond timestamps."""
-    import pyarrow as pa
-
-    arrow_type = format.arrow_schema("metrics").field("timestamp").type
-    if len(times_ns) <= DIVIDE_IN_PYTHON:
-        # Importing pyarrow.compute takes about 60 ms: more than dividing this many in Python.
-        micros = array.array("q", [time_ns // 1000 for time_ns in times_ns])
-        return _typed(arrow_type, micros)
-    import pyarrow.compute as pc
-
-    # A scalar taken from an array, not made from a Python int: that would import pandas.
-    thousand = _typed(pa.int64(), array.array("q", [1000]))[0]
-    return pc.divide(_typed(pa.int64(), times_ns), thousand).cast(arrow_type)
-
-
-def metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.Array) -> pa.Table:
-    """A metrics table in the stored schema, with keys dictionary-encoded."""
-    import pyarrow as pa
-
-    stored = format.arrow_schema("metrics")
-    schema = stored.set(0, stored.field("key").with_type(pa.dictionary(pa.int32(), pa.string())))
-    return pa.Table.from_arrays([keys, values, steps, times], schema=schema)
-
-
-def _file_table(
-    table_name: str, table: pa.Table, experiment: str, run_id: str, writer_id: str, sequence: int
-) -> pa.Table:
-    """``table`` (in its table's own schema) as the columns of an inbox file: the
-    experiment, the run, the writer and the file's sequence number on every row."""
-    import pyarrow as pa
-
-    rows = table.num_rows
-    zeros = _typed(pa.int32(), array.array("i", [0]) * rows)
-
-    def constant(text: str) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(zeros, arrow_column([text], pa.string()))
-
-    schema = format.file_schema(table_name)
-    own = schema.names[2:-2]
-    columns = [
-        constant(experiment),
-        constant(run_id),
-        *(table.column(name) for name in own),
-        constant(writer_id),
-        _typed(pa.int64(), array.array("q", [sequence]) * rows),
-    ]
-    fields = [field.with_type(column.type) for field, column in zip(schema, columns, strict=True)]
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
-
-
-def _rows_to_table(table_name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
-    import pyarrow as pa
-
-    schema = format.arrow_schema(table_name)
-    columns = list(zip(*rows, strict=True))
-    return pa.Table.from_arrays(
-        [arrow_column(column, field.type) for column, field in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
-
-
-def _write_parquet(table: pa.Table, destination: str | BinaryIO) -> None:
+def write_parquet(table: pa.Table, destination: str | BinaryIO) -> None:
+    """Write ``table`` as a Parquet file at ``destination`` (a path or a file object):
+    compressed with zstd unless it is small."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

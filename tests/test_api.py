@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import lakestore
-from lakestore import format, writer
+from lakestore import batches, format
 from lakestore.errors import (
     FormatVersionError,
     InvalidNameError,
@@ -321,7 +321,7 @@ def test_explicit_timestamps_are_milliseconds_or_datetimes(tmp_path: Path) -> No
     assert times["b"] == dt.datetime.fromtimestamp(1_700_000_000.123, dt.UTC)
 
 
-@pytest.mark.parametrize("rows", [4, writer.DIVIDE_IN_PYTHON + 1], ids=["small", "large"])
+@pytest.mark.parametrize("rows", [4, batches.DIVIDE_IN_PYTHON + 1], ids=["small", "large"])
 def test_timestamps_are_whole_microseconds_in_flushes_of_any_size(
     tmp_path: Path, rows: int
 ) -> None:
@@ -472,7 +472,7 @@ def test_backpressure_accounting_returns_to_zero_after_each_flush(tmp_path: Path
                 run.log_metric("loss", 1.0, step=step)
             run.log_metric_series("series", [1.0] * 50)
             run.flush()
-            assert run._writer._pending_rows == 0, f"round {round_}"
+            assert run._writer._sink.pending_rows == 0, f"round {round_}"
 
 
 def test_a_deleted_tag_disappears_and_a_reset_tag_shows_its_latest_value(tmp_path: Path) -> None:
