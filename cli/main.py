@@ -617,7 +617,9 @@ def plot(
 def export(
     view: Annotated[
         str,
-        typer.Argument(help="What to export: runs, params, metrics, metric_summary, tags, experiments."),
+        typer.Argument(
+            help="What to export: runs, params, metrics, metric_summary, tags, experiments."
+        ),
     ],
     output: Annotated[Path, typer.Argument(help="The file; its extension names the format.")],
     experiment: Annotated[

@@ -22,7 +22,7 @@ from lakestore.reading import (
     search_experiments,
     search_runs,
 )
-from lakestore.stores import get_store_uri, set_store
+from lakestore.session import get_store_uri, reset, set_store
 from lakestore.tracking import (
     Run,
     active_run,
@@ -103,6 +103,7 @@ __all__ = [
     "log_params",
     "rename_experiment",
     "rename_run",
+    "reset",
     "restore_experiment",
     "restore_run",
     "search_experiments",

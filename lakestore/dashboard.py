@@ -144,7 +144,7 @@ def create_app(
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from lakestore.stores import get_store_options, get_store_uri
+    from lakestore.session import get_store_options, get_store_uri
 
     if store is None:
         store, storage_options = get_store_uri(), get_store_options()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from lakestore.storage import Storage
 
+
 def sound(storage: Storage, paths: list[str]) -> list[str]:
     """``paths`` less the files whose footer shows they cannot be read as files of their
     table (checked once a process), which are skipped from now on."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lakestore import format
 from lakestore.errors import ImportSourceError, LakestoreError
-from lakestore.stores import open_for_writing
+from lakestore.session import open_for_writing
 
 if TYPE_CHECKING:
     from lakestore.storage import Storage

@@ -32,7 +32,7 @@ StoreURI = str | os.PathLike[str] | None
 
 
 def _storage(store: StoreURI, storage_options: dict[str, Any] | None) -> Storage:
-    from lakestore.stores import open_existing_store
+    from lakestore.session import open_existing_store
 
     return open_existing_store(store, storage_options)
 
@@ -222,7 +222,7 @@ def set_experiment_tags(
                 f"tag key {key!r} is reserved: keys starting with "
                 f"{format.RESERVED_TAG_PREFIX!r} are lakestore's own"
             )
-    from lakestore.stores import open_for_writing
+    from lakestore.session import open_for_writing
 
     name = current_experiment() if experiment is None else experiment
     storage = open_for_writing(store, storage_options)  # created if new, as by start_run

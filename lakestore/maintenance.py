@@ -22,7 +22,7 @@ def clean_store(
     never see these files; this only reclaims their space. Returns how many were removed.
     """
     from lakestore.errors import InvalidValueError
-    from lakestore.stores import open_existing_store
+    from lakestore.session import open_existing_store
 
     if not older_than >= 0:
         raise InvalidValueError(f"older_than must be seconds >= 0, got {older_than!r}")
@@ -40,8 +40,8 @@ def sync_spool(
     a writer or another sync uploads the same spool duplicates nothing.
     """
     from lakestore.errors import LakestoreError, StoreError
+    from lakestore.session import open_existing_store
     from lakestore.spool import Spool
-    from lakestore.stores import open_existing_store
 
     try:
         storage = open_existing_store(uri, storage_options)
@@ -69,7 +69,7 @@ def check_store(
     from concurrent.futures import ThreadPoolExecutor
 
     from lakestore import files, layout
-    from lakestore.stores import open_existing_store
+    from lakestore.session import open_existing_store
 
     storage = open_existing_store(uri, storage_options)
     found = sorted(storage.list_names(layout.EXPERIMENTS))
@@ -113,7 +113,7 @@ def compact_store(
     Returns the number of inbox files merged; ``progress(done, total)`` is called after
     each experiment. Safe while writers write, readers read and other merges run."""
     from lakestore import merge
-    from lakestore.stores import open_existing_store
+    from lakestore.session import open_existing_store
 
     storage = open_existing_store(uri, storage_options)
     return merge.compact(

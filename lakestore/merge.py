@@ -10,9 +10,9 @@ what they wrote. Readers follow the newest snapshot (lakestore.layout), so they 
 row exactly once before, during and after a merge, and a merge killed at any point
 leaves only files that no snapshot names.
 
-Writers merge on their own (:func:`request`): as they write, a background thread lists
-the experiment and merges once enough inbox files wait, and a process that exits
-normally merges what waits in the experiments it wrote to (:func:`merge_at_exit`). Of
+Writers merge on their own (:class:`BackgroundMerges`, one per session): as they write,
+a background thread lists the experiment and merges once enough inbox files wait, and a
+process that exits normally merges what waits in the experiments it wrote to. Of
 the writers that find files waiting, the one that creates the lease of the next
 generation merges, and the others leave it to that one. Files that a snapshot no longer
 needs are deleted once that snapshot is ``grace`` seconds old, so that a reader that
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from lakestore import files, format, layout
+from lakestore import files, format, layout, session
 from lakestore.errors import StoreError
 from lakestore.layout import ExperimentFiles, Part, Snapshot
 
@@ -113,6 +113,7 @@ class _StoppedError(Exception):
 
 
 _stop = threading.Event()
+"""Set once this process exits: merges under way stop at their next step."""
 
 
 def _check_stop() -> None:
@@ -620,136 +621,131 @@ def _without_runs(batch: pa.Table, table: str, runs: set[str]) -> pa.Table:
 CHECK_EVERY_FILES = 16
 """Files a process writes to an experiment between two looks at whether to merge it."""
 
-_lock = threading.Lock()
-_running: dict[tuple[str, str], threading.Thread] = {}
-_again: set[tuple[str, str]] = set()
-"""Experiments to look at again when their merge under way ends."""
-_written: dict[tuple[str, str], int] = {}
-_storages: dict[tuple[str, str], Storage] = {}
+
+class BackgroundMerges:
+    """The merges a session runs on background threads as its writers write (one
+    :class:`~lakestore.session.Resource` of the session), and what is left to merge at
+    exit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, str], threading.Thread] = {}
+        self._again: set[tuple[str, str]] = set()
+        """Experiments to look at again when their merge under way ends."""
+        self._written: dict[tuple[str, str], int] = {}
+        self._storages: dict[tuple[str, str], Storage] = {}
+
+    def request(self, storage: Storage, experiment: str, written: int) -> None:
+        """Note that ``written`` files went to ``experiment``, and merge it on a background
+        thread if enough files wait: looked at on the first request (to catch up with what
+        others left) and then every CHECK_EVERY_FILES files. A look due while the
+        experiment is being merged happens when that merge ends."""
+        folder = layout.experiment_folder(experiment)
+        key = (storage.url, folder)
+        with self._lock:
+            first = key not in self._written
+            self._written[key] = self._written.get(key, 0) + written
+            self._storages[key] = storage
+            if not first and self._written[key] < CHECK_EVERY_FILES:
+                return
+            self._written[key] = 0
+            if key in self._running:
+                self._again.add(key)
+                return
+            thread = threading.Thread(
+                target=self._merge_in_background,
+                args=(storage, folder, key),
+                name="lakestore-merge",
+                daemon=True,
+            )
+            self._running[key] = thread
+        try:
+            thread.start()
+        except RuntimeError:  # at interpreter exit no thread can start: the next process merges
+            with self._lock:
+                del self._running[key]
+
+    def _merge_in_background(self, storage: Storage, folder: str, key: tuple[str, str]) -> None:
+        while True:
+            try:
+                merge_experiment(storage, folder)
+            except _StoppedError:
+                pass
+            except Exception as error:  # reported, never raised into the training thread
+                logger.warning("lakestore could not merge %s: %s", storage.path(folder), error)
+            with self._lock:
+                if key not in self._again or _stop.is_set():
+                    self._again.discard(key)
+                    del self._running[key]
+                    return
+                self._again.discard(key)
+
+    def wait(self, timeout: float | None = EXIT_WAIT) -> None:
+        """Wait up to ``timeout`` seconds (None: for as long as it takes) for the merges
+        under way to finish."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._running.values())
+            if not threads:
+                return
+            for thread in threads:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
+    def merge_at_exit(self, timeout: float | None = None) -> None:
+        """For a process that exits normally: merge each experiment written to where
+        MERGE_AT_EXIT_FILES inbox files wait, so that a sweep of processes leaves few files
+        for readers, and wait for the merges, ``timeout`` seconds (default EXIT_WAIT); then
+        stop those still running, at their next step."""
+        if timeout is None:
+            timeout = EXIT_WAIT
+        # Merged in this thread: a thread started this late that runs Arrow code makes the
+        # process abort as it exits. A timer (pure Python) stops the merges at the deadline.
+        deadline = threading.Timer(timeout, _stop.set)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            with self._lock:
+                storages = dict(self._storages)
+            self.wait(timeout)
+            for (_, folder), storage in storages.items():
+                try:
+                    merge_experiment(storage, folder, min_files=MERGE_AT_EXIT_FILES)
+                except _StoppedError:
+                    break
+                except Exception as error:  # reported; the exit goes on
+                    logger.warning("lakestore could not merge %s: %s", storage.path(folder), error)
+        finally:
+            deadline.cancel()
+            _stop.set()  # merges still running stop at their next step
+            self.wait(_STOP_WAIT)
+
+    def close(self) -> None:
+        """Wait for the merges under way, then forget the experiments written to, so
+        that no exit merges them."""
+        self.wait(None)
+        with self._lock:
+            self._written.clear()
+            self._storages.clear()
 
 
 def request(storage: Storage, experiment: str, written: int) -> None:
-    """Note that this process wrote ``written`` files to ``experiment``, and merge it on a
-    background thread if enough files wait: looked at on the first request of the
-    process (to catch up with what others left) and then every CHECK_EVERY_FILES files.
-    A look due while this process merges the experiment happens when that merge ends."""
-    folder = layout.experiment_folder(experiment)
-    key = (storage.url, folder)
-    with _lock:
-        first = key not in _written
-        _written[key] = _written.get(key, 0) + written
-        _storages[key] = storage
-        if not first and _written[key] < CHECK_EVERY_FILES:
-            return
-        _written[key] = 0
-        if key in _running:
-            _again.add(key)
-            return
-        thread = threading.Thread(
-            target=_merge_in_background,
-            args=(storage, folder, key),
-            name="lakestore-merge",
-            daemon=True,
-        )
-        _running[key] = thread
-    try:
-        thread.start()
-    except RuntimeError:  # at interpreter exit no thread can start: the next process merges
-        with _lock:
-            del _running[key]
-
-
-def _merge_in_background(storage: Storage, folder: str, key: tuple[str, str]) -> None:
-    while True:
-        try:
-            merge_experiment(storage, folder)
-        except _StoppedError:
-            pass
-        except Exception as error:  # reported, never raised into the training thread
-            logger.warning("lakestore could not merge %s: %s", storage.path(folder), error)
-        with _lock:
-            if key not in _again or _stop.is_set():
-                _again.discard(key)
-                del _running[key]
-                return
-            _again.discard(key)
-
-
-def wait_for_merges(timeout: float = EXIT_WAIT) -> None:
-    """Wait up to ``timeout`` seconds for this process's merges under way to finish."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with _lock:
-            threads = list(_running.values())
-        if not threads:
-            return
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        if time.monotonic() >= deadline:
-            return
-
-
-def merge_at_exit(timeout: float | None = None) -> None:
-    """For a process that exits normally: merge each experiment it wrote to where
-    MERGE_AT_EXIT_FILES inbox files wait, so that a sweep of processes leaves few files
-    for readers, and wait for its merges, ``timeout`` seconds (default EXIT_WAIT); then
-    stop those still running, at their next step."""
-    if timeout is None:
-        timeout = EXIT_WAIT
-    # Merged in this thread: a thread started this late that runs Arrow code makes the
-    # process abort as it exits. A timer (pure Python) stops the merges at the deadline.
-    deadline = threading.Timer(timeout, _stop.set)
-    deadline.daemon = True
-    deadline.start()
-    try:
-        with _lock:
-            keys = list(_written)
-            storages = dict(_storages)
-        wait_for_merges(timeout)
-        for key in keys:
-            try:
-                merge_experiment(storages[key], key[1], min_files=MERGE_AT_EXIT_FILES)
-            except _StoppedError:
-                break
-            except Exception as error:  # reported; the exit goes on
-                folder = storages[key].path(key[1])
-                logger.warning("lakestore could not merge %s: %s", folder, error)
-    finally:
-        deadline.cancel()
-        _stop.set()  # merges still running stop at their next step
-        wait_for_merges(_STOP_WAIT)
+    """Note that ``written`` files went to ``experiment`` (see BackgroundMerges.request),
+    for the merges of this process's session."""
+    session.current().resource(BackgroundMerges).request(storage, experiment, written)
 
 
 _STOP_WAIT = 120.0
 """Seconds the exit waits, at most, for merges to reach their next step and stop."""
 
 
-def reset() -> None:
-    """Wait for this process's merges under way, then forget the experiments it wrote to,
-    so that its exit merges none of them: for tests and notebooks that start over."""
-    while True:
-        with _lock:
-            threads = list(_running.values())
-            if not threads:
-                _written.clear()
-                _storages.clear()
-                return
-        for thread in threads:
-            thread.join()
+def _clear_stop_after_fork() -> None:
+    _stop.clear()  # a child forked as its parent exits has its own exit to come
 
 
-def _forget_after_fork() -> None:
-    """In a forked child the parent's merge threads do not exist."""
-    global _lock
-    _lock = threading.Lock()
-    _stop.clear()
-    _running.clear()
-    _again.clear()
-    _written.clear()
-    _storages.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
+os.register_at_fork(after_in_child=_clear_stop_after_fork)
 
 
 def compact(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakestore import lifecycle as _lifecycle
 from lakestore import reading as _reading
-from lakestore import stores as _stores
+from lakestore import session as _session
 from lakestore import tracking as _tracking
 from lakestore.errors import LakestoreError, RunNotFoundError
 
@@ -199,12 +199,12 @@ def _as_mlflow_experiment(record: _reading.ExperimentRecord) -> Experiment:
 
 def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
     """Log to and read from the store at ``uri``: a folder, ``file:`` URL or ``s3://`` URL."""
-    _stores.set_store(_store_of(os.fspath(uri)))
+    _session.set_store(_store_of(os.fspath(uri)))
 
 
 def get_tracking_uri() -> str:
     """The store runs are written to."""
-    return _stores.get_store_uri()
+    return _session.get_store_uri()
 
 
 def _store_of(uri: str) -> str:
@@ -310,12 +310,28 @@ def delete_run(run_id: str) -> None:
 def _store_exists() -> bool:
     from lakestore import format
 
-    return format.read_format_version(_stores.opened()) is not None
+    return format.read_format_version(_session.opened()) is not None
 
 
 # -- runs --------------------------------------------------------------------------------------
 
-_active: dict[str, ActiveRun] = {}
+
+class _Handles:
+    """The drop-in's objects for the runs of this process's session (a session resource):
+    the ActiveRun of each run started with start_run, and the runs that clients created
+    or resumed, by id."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, ActiveRun] = {}
+        self.client_runs: dict[str, _tracking.Run] = {}
+
+    def close(self) -> None:
+        self.active.clear()
+        self.client_runs.clear()
+
+
+def _handles() -> _Handles:
+    return _session.current().resource(_Handles)
 
 
 def start_run(
@@ -341,14 +357,14 @@ def start_run(
         parent_run_id=parent_run_id,
         log_system_metrics=log_system_metrics,
     )
-    _active[run.run_id] = ActiveRun(run)
-    return _active[run.run_id]
+    active = _handles().active[run.run_id] = ActiveRun(run)
+    return active
 
 
 def _wrapped(run: _tracking.Run | None) -> ActiveRun | None:
     if run is None:
         return None
-    return _active.setdefault(run.run_id, ActiveRun(run))
+    return _handles().active.setdefault(run.run_id, ActiveRun(run))
 
 
 def active_run() -> ActiveRun | None:
@@ -499,9 +515,6 @@ def _data_frame(table: pa.Table) -> Any:
 
 # -- the client --------------------------------------------------------------------------------
 
-_client_runs: dict[str, _tracking.Run] = {}
-"""Runs created or resumed by clients of this process, by id."""
-
 
 class MlflowClient:
     """MLflow's client for tracking: runs by id, experiments, batches of metrics."""
@@ -514,9 +527,10 @@ class MlflowClient:
         active = _tracking.active_run()
         if active is not None and active.run_id == run_id:
             return active
-        run = _client_runs.get(run_id)
+        client_runs = _handles().client_runs
+        run = client_runs.get(run_id)
         if run is None or run.status != "RUNNING":
-            run = _client_runs[run_id] = _tracking.begin_run(run_id)
+            run = client_runs[run_id] = _tracking.begin_run(run_id)
         return run
 
     def create_experiment(
@@ -571,7 +585,7 @@ class MlflowClient:
         run = _tracking.begin_run(
             experiment=_experiment_name(experiment_id), run_name=run_name, tags=tags
         )
-        _client_runs[run.run_id] = run
+        _handles().client_runs[run.run_id] = run
         return Run(
             RunInfo(
                 run.run_id,
@@ -682,11 +696,6 @@ def __getattr__(name: str) -> Any:
         f"lakestore.mlflow has no {name!r}: it covers MLflow's tracking API (runs, params, "
         "metrics, tags, experiments, search_runs, MlflowClient)"
     )
-
-
-def _reset() -> None:
-    _active.clear()
-    _client_runs.clear()
 
 
 __all__ = [

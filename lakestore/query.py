@@ -1097,7 +1097,7 @@ def connect(
     whose writers still running have all been silent for ``lost_after`` seconds (default
     five heartbeats, 300) has status ``CRASHED``.
     """
-    from lakestore.stores import open_existing_store
+    from lakestore.session import open_existing_store
 
     return Store(
         open_existing_store(uri, storage_options),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from lakestore import search
 from lakestore.errors import RunNotFoundError
 from lakestore.search import ViewType
-from lakestore.stores import get_store_options, get_store_uri
+from lakestore.session import current, get_store_options, get_store_uri
 
 if TYPE_CHECKING:
     import duckdb
@@ -110,27 +110,46 @@ def experiment_records(
 
 # -- the module-level functions -------------------------------------------------------------
 
-_open: dict[tuple[str, str], Store] = {}
-_open_lock = threading.Lock()
+
+class Readers:
+    """The Stores the module-level read functions query, one per store, opened on first
+    use and closed with the session (a :class:`~lakestore.session.Resource`). A Store is
+    one DuckDB connection: the lock lets one thread at a time use them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._open: dict[tuple[str, str], Store] = {}
+
+    def store(self, store: str | os.PathLike[str] | None) -> Store:
+        """The open Store of ``store`` (default: the store runs are written to); use it
+        holding ``lock``."""
+        from lakestore.query import connect
+
+        uri, options = (get_store_uri(), get_store_options()) if store is None else (store, {})
+        key = (os.fspath(uri), repr(sorted(options.items())))
+        with self.lock:
+            opened = self._open.get(key)
+            if opened is None:
+                opened = self._open[key] = connect(uri, options)
+            return opened
+
+    def close(self) -> None:
+        with self.lock:
+            for opened in self._open.values():
+                opened.close()
+            self._open.clear()
 
 
-def _reading(store: str | os.PathLike[str] | None) -> Store:
-    """This process's open Store of ``store`` (default: the store runs are written to)."""
-    from lakestore.query import connect
-
-    uri, options = (get_store_uri(), get_store_options()) if store is None else (store, {})
-    key = (os.fspath(uri), repr(sorted(options.items())))
-    with _open_lock:
-        opened = _open.get(key)
-        if opened is None:
-            opened = _open[key] = connect(uri, options)
-        return opened
+def _reading(store: str | os.PathLike[str] | None) -> tuple[Store, threading.Lock]:
+    """The session's open Store of ``store``, and the lock to hold while using it."""
+    readers = current().resource(Readers)
+    return readers.store(store), readers.lock
 
 
 def get_run(run_id: str, *, store: str | os.PathLike[str] | None = None) -> RunRecord:
     """The run ``run_id`` as the store holds it now (RunNotFoundError if it has none)."""
-    opened = _reading(store)
-    with _open_lock:
+    opened, lock = _reading(store)
+    with lock:
         return run_record(opened, run_id)
 
 
@@ -145,8 +164,8 @@ def search_runs(
 ) -> duckdb.DuckDBPyRelation:
     """Runs matching an MLflow filter: :meth:`lakestore.Store.search_runs` on the store
     runs are written to (or ``store``)."""
-    opened = _reading(store)
-    with _open_lock:
+    opened, lock = _reading(store)
+    with lock:
         return opened.search_runs(
             filter_string,
             order_by=order_by,
@@ -160,8 +179,8 @@ def get_metric_history(
     run_id: str, key: str, *, store: str | os.PathLike[str] | None = None
 ) -> duckdb.DuckDBPyRelation:
     """Every logged point of metric ``key`` of run ``run_id``, in step order."""
-    opened = _reading(store)
-    with _open_lock:
+    opened, lock = _reading(store)
+    with lock:
         return opened.metric_history(run_id, key)
 
 
@@ -169,8 +188,8 @@ def get_experiment_by_name(
     name: str, *, store: str | os.PathLike[str] | None = None
 ) -> ExperimentRecord | None:
     """The experiment named ``name`` (deleted or not), or None if the store has none."""
-    opened = _reading(store)
-    with _open_lock:
+    opened, lock = _reading(store)
+    with lock:
         found = experiment_records(opened, name)
     return found[0] if found else None
 
@@ -180,23 +199,6 @@ def search_experiments(
 ) -> list[ExperimentRecord]:
     """The experiments of the store in ``view_type`` (``active_only``, ``deleted_only`` or
     ``all``), by name."""
-    opened = _reading(store)
-    with _open_lock:
+    opened, lock = _reading(store)
+    with lock:
         return experiment_records(opened, view_type=view_type)
-
-
-def reset() -> None:
-    """Close the Stores this module opened (tests and notebooks start clean with it)."""
-    with _open_lock:
-        for opened in _open.values():
-            opened.close()
-        _open.clear()
-
-
-def _forget_after_fork() -> None:
-    global _open_lock
-    _open_lock = threading.Lock()
-    _open.clear()  # the parent's DuckDB connections are not the child's to use
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)

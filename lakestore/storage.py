@@ -100,7 +100,7 @@ class FileIndex:
 class Storage(ABC):
     """A store root and the few file operations lakestore needs, paths relative to it.
 
-    Opened once per process and store (lakestore.stores), it also holds the store's
+    Opened once per session and store (lakestore.session), it also holds the store's
     :class:`FileIndex`."""
 
     def __init__(self) -> None:

@@ -7,7 +7,6 @@ manager, and ``lakestore.log_metric(...)`` and friends act on the innermost acti
 from __future__ import annotations
 
 import atexit
-import contextvars
 import datetime as dt
 import functools
 import getpass
@@ -21,7 +20,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lakestore import batches, format, merge, system_metrics
+from lakestore import batches, format, merge, session, system_metrics
 from lakestore.errors import (
     InvalidValueError,
     NoActiveRunError,
@@ -30,8 +29,8 @@ from lakestore.errors import (
     RunDeletedError,
     RunNotFoundError,
 )
+from lakestore.session import open_for_writing
 from lakestore.storage import Storage
-from lakestore.stores import open_for_writing
 from lakestore.writer import RunWriter, WriterOptions
 
 if TYPE_CHECKING:
@@ -42,23 +41,21 @@ logger = logging.getLogger("lakestore")
 DEFAULT_EXPERIMENT = "default"
 """The experiment of runs started with no experiment named (``$LAKESTORE_EXPERIMENT``)."""
 
-_experiment: str | None = None
-_active_runs: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
-    "lakestore_active_runs", default=()
-)
-_open_runs: set[Run] = set()
-
 
 def set_experiment(name: str) -> None:
     """Make ``name`` the experiment of runs started from now on without one."""
-    global _experiment
-    _experiment = format.check_experiment_name(name)
+    session.current().experiment = format.check_experiment_name(name)
+
+
+def _chosen_experiment() -> str | None:
+    """set_experiment()'s experiment, else ``$LAKESTORE_EXPERIMENT``, else None."""
+    return session.current().experiment or os.environ.get("LAKESTORE_EXPERIMENT")
 
 
 def current_experiment() -> str:
     """The experiment of a run started now without one: set_experiment()'s, else
     ``$LAKESTORE_EXPERIMENT``, else "default"."""
-    return _experiment or os.environ.get("LAKESTORE_EXPERIMENT") or DEFAULT_EXPERIMENT
+    return _chosen_experiment() or DEFAULT_EXPERIMENT
 
 
 _last_us = 0
@@ -137,6 +134,7 @@ class Run:
         self._status: str = "RUNNING"
         self._writer = RunWriter(storage, experiment, run_id, options)
         self._sampler: system_metrics.SystemMetricsSampler | None = None
+        self._session = session.current()
 
     def __repr__(self) -> str:
         return (
@@ -255,19 +253,22 @@ class Run:
             raise InvalidValueError(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
         if self._sampler is not None:
             self._sampler.stop()  # its last sample is logged before the run ends
-        global _last_active
-        _last_active = self
+        self._session.last_active = self
         if not self._writer.closed:
             now = _now_us()
             self._writer.append_rows("runs", [_event(status, self, end_time=now, event_time=now)])
             self._status = status
-            stack = _active_runs.get()
+            stack = self._session.active_runs.get()
             if self in stack:
-                _active_runs.set(tuple(run for run in stack if run is not self))
+                self._session.active_runs.set(tuple(run for run in stack if run is not self))
             self._writer.close()
         elif self._writer.holds_data:  # an earlier end() failed or was interrupted
             self._writer.flush()
-        _open_runs.discard(self)
+        self._session.open_runs.discard(self)
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child: this run is the parent's, never to be ended or written here."""
+        self._writer.abandon_after_fork()
 
     def __enter__(self) -> Run:
         return self
@@ -375,7 +376,8 @@ def start_run(
     them (``system/cpu_utilization_percentage``, ...) every ``system_metrics_interval``
     seconds (default: ``$LAKESTORE_SYSTEM_METRICS_INTERVAL``, else 10) until the run ends.
     """
-    stack = tuple(run for run in _active_runs.get() if run.status == "RUNNING")
+    active_runs = session.current().active_runs
+    stack = tuple(run for run in active_runs.get() if run.status == "RUNNING")
     if stack and not nested:
         raise RunAlreadyActiveError(
             f"run {stack[-1].run_id} is active; end it first, or pass nested=True "
@@ -383,8 +385,7 @@ def start_run(
         )
     if nested and stack and parent_run_id is None:
         parent_run_id = stack[-1].run_id
-    chosen = _experiment or os.environ.get("LAKESTORE_EXPERIMENT")
-    if experiment is None and run_id is None and chosen is None and nested and stack:
+    if experiment is None and run_id is None and _chosen_experiment() is None and nested and stack:
         experiment = stack[-1].experiment  # a child run lives with its parent
     run = begin_run(
         run_id,
@@ -399,7 +400,7 @@ def start_run(
         log_system_metrics=log_system_metrics,
         system_metrics_interval=system_metrics_interval,
     )
-    _active_runs.set((*stack, run))
+    active_runs.set((*stack, run))
     return run
 
 
@@ -432,7 +433,7 @@ def begin_run(
     params: dict[str, str] = {}
     if run_id is None:
         if experiment is None:
-            experiment = _experiment or os.environ.get("LAKESTORE_EXPERIMENT")
+            experiment = _chosen_experiment()
         if experiment is None:
             experiment = DEFAULT_EXPERIMENT
         experiment = format.check_experiment_name(experiment)
@@ -473,9 +474,8 @@ def begin_run(
     except BaseException:
         run._writer.discard()  # no run was started: leave nothing to be written later
         raise
-    global _last_active
-    _open_runs.add(run)
-    _last_active = run
+    run._session.open_runs.add(run)
+    run._session.last_active = run
     if interval is not None:
         run._sampler = system_metrics.SystemMetricsSampler(run, interval)
         run._sampler.start()
@@ -488,19 +488,16 @@ def active_run() -> Run | None:
     Like MLflow's, the active run is per thread: a thread started by the training script
     logs through the Run object, not through the module-level functions.
     """
-    for run in reversed(_active_runs.get()):
+    for run in reversed(session.current().active_runs.get()):
         if run.status == "RUNNING":  # a run ended from another thread is no longer active
             return run
     return None
 
 
-_last_active: Run | None = None
-
-
 def last_active_run() -> Run | None:
     """The active run, else the run of this process that was active last (the last one
     ended), else None: as in MLflow, for reading back the run a training call logged."""
-    return active_run() or _last_active
+    return active_run() or session.current().last_active
 
 
 def _require_active_run() -> Run:
@@ -572,7 +569,7 @@ def _record_uncaught(
 
 
 _previous_excepthook = sys.excepthook
-sys.excepthook = _record_uncaught
+"""The hook that _record_uncaught passes exceptions on to (set by _register_exit_handler)."""
 
 
 def _end_runs_at_exit() -> None:
@@ -584,7 +581,7 @@ def _end_runs_at_exit() -> None:
     """
     if _script_threads_running():
         # Write what is logged so far while uploads still work, then end after the threads.
-        for run in list(_open_runs):
+        for run in list(session.current().open_runs):
             try:
                 run.flush()
             except Exception as error:
@@ -598,12 +595,13 @@ def _end_open_runs() -> None:
     status = "FINISHED"
     if _uncaught:
         status = "KILLED" if issubclass(_uncaught[-1], KeyboardInterrupt) else "FAILED"
-    for run in list(_open_runs):
+    ended = session.current()
+    for run in list(ended.open_runs):
         try:
             run.end(status)
         except Exception as error:  # one run's store being down must not stop the others
             logger.error("lakestore could not end run %s at exit: %s", run.run_id, error)
-    merge.merge_at_exit()
+    ended.resource(merge.BackgroundMerges).merge_at_exit()
 
 
 def _script_threads_running() -> bool:
@@ -623,33 +621,30 @@ _exit_handler_registered = False
 
 
 def _register_exit_handler() -> None:
-    """Arrange for _end_runs_at_exit to run at interpreter exit, once.
+    """At the first run of the process, install the exit hooks: one that notes an uncaught
+    exception (so that the runs still open end FAILED, or KILLED for Ctrl-C), and
+    _end_runs_at_exit.
 
-    It must run before concurrent.futures stops taking work at shutdown, since s3fs and
-    aiohttp need it to upload. Threading's exit hooks run before that one when registered
-    after it (they run in reverse order), so this is called once the store is open.
+    That one must run before concurrent.futures stops taking work at shutdown, since s3fs
+    and aiohttp need it to upload. Threading's exit hooks run before that one when
+    registered after it (they run in reverse order), so this is called once the store is
+    open.
     """
-    global _exit_handler_registered
-    if not _exit_handler_registered:
-        try:
-            getattr(threading, "_register_atexit", atexit.register)(_end_runs_at_exit)
-        except RuntimeError:  # the main thread has already finished: exit is under way
-            atexit.register(_end_open_runs)
-        _exit_handler_registered = True
+    global _exit_handler_registered, _previous_excepthook
+    if _exit_handler_registered:
+        return
+    _exit_handler_registered = True
+    _previous_excepthook, sys.excepthook = sys.excepthook, _record_uncaught
+    try:
+        getattr(threading, "_register_atexit", atexit.register)(_end_runs_at_exit)
+    except RuntimeError:  # the main thread has already finished: exit is under way
+        atexit.register(_end_open_runs)
 
 
-def _forget_runs_after_fork() -> None:
-    """In a forked child, the parent's runs belong to the parent: never end or write them.
-
-    Locks another thread of the parent held at the fork stay held in the child: renew them.
-    """
-    global _clock_lock, _last_active
+def _renew_clock_lock_after_fork() -> None:
+    """A lock another thread of the parent held at the fork stays held in the child."""
+    global _clock_lock
     _clock_lock = threading.Lock()
-    for run in _open_runs:
-        run._writer.abandon_after_fork()
-    _open_runs.clear()
-    _active_runs.set(())
-    _last_active = None
 
 
-os.register_at_fork(after_in_child=_forget_runs_after_fork)
+os.register_at_fork(after_in_child=_renew_clock_lock_after_fork)

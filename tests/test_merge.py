@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lakestore
-from lakestore import layout, merge
+from lakestore import layout, merge, session
 from lakestore.spool import Spool
 from lakestore.storage import open_storage
 from lakestore_cli.main import app
@@ -397,7 +397,7 @@ def test_writers_merge_on_their_own_as_files_pile_up(
         with lakestore.start_run(store=uri, experiment="e") as run:
             run.log_param("index", index)
             run.log_metric("loss", float(index))
-        merge.wait_for_merges()
+        session.current().resource(merge.BackgroundMerges).wait()
     assert _snapshots(uri), "no merge ran"
     found = layout.list_experiments(open_storage(uri))[FOLDER]
     assert len(found.unmerged()) < 20 + merge.CHECK_EVERY_FILES

@@ -20,11 +20,6 @@ from lakestore.errors import LakestoreError, RunAlreadyActiveError
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mlflow_script.py"
 
 
-@pytest.fixture(autouse=True)
-def _forget_the_drop_in() -> None:
-    mlflow._reset()
-
-
 def test_the_example_mlflow_script_runs_unchanged_but_for_its_import(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     done = subprocess.run(
