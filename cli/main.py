@@ -21,10 +21,10 @@ import typer
 from typer.core import TyperGroup
 
 import lakestore
-import lakestore.format
 import lakestore.lifecycle
 import lakestore.maintenance
 import lakestore.merge
+import lakestore.spec
 from lakestore.errors import LakestoreError, UnreadableFileWarning
 from lakestore.export import FILE_FORMATS
 
@@ -127,7 +127,7 @@ def _errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _store(
-    uri: str | None, *, sandbox: bool = False, lost_after: float = lakestore.format.LOST_AFTER
+    uri: str | None, *, sandbox: bool = False, lost_after: float = lakestore.spec.LOST_AFTER
 ) -> Iterator[lakestore.Store]:
     """The store opened for reading only, with errors reported as by _errors()."""
     with (
@@ -251,7 +251,7 @@ def query(
             "extensions or changing settings: for SQL written by other people.",
         ),
     ] = False,
-    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
+    lost_after: LostAfterOption = lakestore.spec.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
@@ -405,7 +405,7 @@ def runs(
     ] = None,
     deleted: DeletedOption = False,
     every: AllOption = False,
-    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
+    lost_after: LostAfterOption = lakestore.spec.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
@@ -508,7 +508,7 @@ def _select(table: pa.Table, names: list[str]) -> pa.Table:
 @app.command()
 def describe(
     run_id: Annotated[str, typer.Argument(help="The run: its id, or the first characters of it.")],
-    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
+    lost_after: LostAfterOption = lakestore.spec.LOST_AFTER,
     store: StoreOption = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
@@ -626,7 +626,7 @@ def export(
         list[str] | None,
         typer.Option("--experiment", "-e", help="Only these experiments; repeatable."),
     ] = None,
-    lost_after: LostAfterOption = lakestore.format.LOST_AFTER,
+    lost_after: LostAfterOption = lakestore.spec.LOST_AFTER,
     store: StoreOption = None,
 ) -> None:
     """Export a view of the store to a Parquet, CSV, JSON lines or Arrow file."""

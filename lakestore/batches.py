@@ -18,9 +18,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lakestore import format
+from lakestore import spec
 from lakestore.errors import InvalidNameError, InvalidValueError
-from lakestore.format import arrow_column
+from lakestore.spec import arrow_column
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -193,7 +193,7 @@ def rows_table(table_name: str, rows: Sequence[tuple[Any, ...]]) -> pa.Table:
     """Rows of the runs, params or tags table (each in schema order) as a table."""
     import pyarrow as pa
 
-    schema = format.arrow_schema(table_name)
+    schema = spec.arrow_schema(table_name)
     columns = list(zip(*rows, strict=True))
     return pa.Table.from_arrays(
         [arrow_column(column, field.type) for column, field in zip(columns, schema, strict=True)],
@@ -205,7 +205,7 @@ def _metric_table(keys: pa.Array, values: pa.Array, steps: pa.Array, times: pa.A
     """A metrics table in the stored schema, with keys dictionary-encoded."""
     import pyarrow as pa
 
-    stored = format.arrow_schema("metrics")
+    stored = spec.arrow_schema("metrics")
     schema = stored.set(0, stored.field("key").with_type(pa.dictionary(pa.int32(), pa.string())))
     return pa.Table.from_arrays([keys, values, steps, times], schema=schema)
 
@@ -223,7 +223,7 @@ def file_table(
     def constant(text: str) -> pa.Array:
         return pa.DictionaryArray.from_arrays(zeros, arrow_column([text], pa.string()))
 
-    schema = format.file_schema(table_name)
+    schema = spec.file_schema(table_name)
     own = schema.names[2:-2]
     columns = [
         constant(experiment),
@@ -264,7 +264,7 @@ def _micros(times_ns: array.array[int]) -> pa.Array:
     """Nanoseconds since the epoch as the stored microsecond timestamps."""
     import pyarrow as pa
 
-    arrow_type = format.arrow_schema("metrics").field("timestamp").type
+    arrow_type = spec.arrow_schema("metrics").field("timestamp").type
     if len(times_ns) <= DIVIDE_IN_PYTHON:
         # Importing pyarrow.compute takes about 60 ms: more than dividing this many in Python.
         micros = array.array("q", [time_ns // 1000 for time_ns in times_ns])
@@ -283,14 +283,14 @@ def tag_rows(tags: dict[str, Any], now_us: int) -> list[tuple[str, str, int]]:
     """Rows of the tags table set at ``now_us``; raises before returning any if one tag is
     bad."""
     for key in tags:
-        if isinstance(key, str) and key.startswith(format.RESERVED_TAG_PREFIX):
+        if isinstance(key, str) and key.startswith(spec.RESERVED_TAG_PREFIX):
             raise InvalidNameError(
                 f"tag key {key!r} is reserved: keys starting with "
-                f"{format.RESERVED_TAG_PREFIX!r} are lakestore's own (delete a run with "
+                f"{spec.RESERVED_TAG_PREFIX!r} are lakestore's own (delete a run with "
                 "lakestore.delete_run, rename it with lakestore.rename_run)"
             )
     return [
-        (format.check_key(key, "tag"), format.check_text(str(value), f"tag {key!r} value"), now_us)
+        (spec.check_key(key, "tag"), spec.check_text(str(value), f"tag {key!r} value"), now_us)
         for key, value in tags.items()
     ]
 
@@ -307,7 +307,7 @@ def series_table(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    format.check_key(key, "metric")
+    spec.check_key(key, "metric")
     value_array = _to_arrow(values, pa.float64(), f"metric {key!r} values")
     count = len(value_array)
     if count == 0:
@@ -320,7 +320,7 @@ def series_table(
         step_array = pc.cumulative_sum(_repeated(pa.int64(), 1, count), start=start)
     else:
         step_array = _to_arrow(steps, pa.int64(), f"metric {key!r} steps")
-    timestamp_type = format.arrow_schema("metrics").field("timestamp").type
+    timestamp_type = spec.arrow_schema("metrics").field("timestamp").type
     if timestamps is None:
         time_array = _repeated(timestamp_type, now_us(), count)
     else:
@@ -345,8 +345,8 @@ def points_table(points: Sequence[tuple[str, float | None, int, int]]) -> pa.Tab
     keys, values, steps, times = zip(*points, strict=True)
     names = pa.array(keys, pa.string()).dictionary_encode()
     for key in names.dictionary.to_pylist():
-        format.check_key(key, "metric")
-    timestamp_type = format.arrow_schema("metrics").field("timestamp").type
+        spec.check_key(key, "metric")
+    timestamp_type = spec.arrow_schema("metrics").field("timestamp").type
     numbers = pa.array(values, pa.float64())
     if numbers.null_count:
         numbers = pc.fill_null(numbers, math.nan)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from lakestore import format, layout
+from lakestore import layout, spec
 from lakestore.errors import UnreadableFileWarning
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def skipped(storage: Storage, path: str) -> bool:
 
 def expected_schema(path: str) -> pa.Schema:
     """The columns a file of ``path``'s kind must have (docs/FORMAT.md)."""
-    return format.schema_of(layout.table_of(path))
+    return spec.schema_of(layout.table_of(path))
 
 
 def problem(storage: Storage, path: str, *, deep: bool = False) -> str | None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lakestore import format
+from lakestore import spec
 from lakestore.errors import ImportSourceError, LakestoreError
 from lakestore.session import open_for_writing
 
@@ -119,7 +119,7 @@ def _mlflow_source(uri: str) -> tuple[int, int, Iterator[SourceRun]]:
 def _runs_in(storage: Storage) -> set[str]:
     from lakestore.query import connect
 
-    if format.read_format_version(storage) is None:
+    if spec.read_format_version(storage) is None:
         return set()
     with connect(storage.url) as opened:
         return {run_id for (run_id,) in opened.sql("SELECT run_id FROM all_runs").fetchall()}
@@ -528,8 +528,8 @@ def _write_run(storage: Storage, run: SourceRun) -> int:
 
     where = f"run {run.run_id} of experiment {run.experiment!r}"
     try:
-        format.check_run_id(run.run_id)
-        experiment = format.check_experiment_name(run.experiment)
+        spec.check_run_id(run.run_id)
+        experiment = spec.check_experiment_name(run.experiment)
         options = WriterOptions.from_environment()._replace(merge=False)  # merged at the end
         writer = RunWriter(storage, experiment, run.run_id, options)
     except LakestoreError as error:
@@ -546,14 +546,14 @@ def _write_run(storage: Storage, run: SourceRun) -> int:
         writer.append_rows(
             "params",
             [
-                (format.check_key(key, "param"), *format.param_text_and_float(key, value), start)
+                (spec.check_key(key, "param"), *spec.param_text_and_float(key, value), start)
                 for key, value in run.params.items()
             ],
         )
         writer.append_rows(
             "tags",
             [
-                (format.check_key(k, "tag"), format.check_text(v, f"tag {k!r} value"), start)
+                (spec.check_key(k, "tag"), spec.check_text(v, f"tag {k!r} value"), start)
                 for k, v in run.tags.items()
             ],
         )

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from lakestore import format
+from lakestore import spec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,12 +38,12 @@ PARTS = "parts"
 SNAPSHOTS = "snapshots"
 LEASES = "leases"
 
-PART_TABLES = (*format.TABLES, format.SUMMARIES)
+PART_TABLES = (*spec.TABLES, spec.SUMMARIES)
 """The tables that have parts: the four logged tables and the metric summaries."""
 
 _PATH = re.compile(
     rf"(?P<folder>{EXPERIMENTS}/[^/]+)/(?:"
-    rf"{INBOX}/(?P<table>{'|'.join(format.TABLES)})/"
+    rf"{INBOX}/(?P<table>{'|'.join(spec.TABLES)})/"
     r"(?P<run>[A-Za-z0-9_-]{1,64})\.(?P<writer>[0-9a-f]{32})-(?P<seq>[0-9]{6,})\.parquet"
     rf"|{PARTS}/(?P<part_table>{'|'.join(PART_TABLES)})/"
     r"(?P<generation>[0-9]{10,})-[0-9a-f]{32}\.parquet"
@@ -56,7 +56,7 @@ snapshot or a lease."""
 
 def experiment_folder(experiment: str) -> str:
     """The folder, relative to the root, of an experiment's files."""
-    return f"{EXPERIMENTS}/{format.escape_name(experiment)}"
+    return f"{EXPERIMENTS}/{spec.escape_name(experiment)}"
 
 
 def inbox_path(experiment: str, table: str, run_id: str, writer_id: str, sequence: int) -> str:
@@ -139,14 +139,14 @@ class Snapshot:
         """The snapshot as the rows of its file."""
         import pyarrow as pa
 
-        schema = format.snapshot_schema()
+        schema = spec.snapshot_schema()
         rows: list[dict[str, object]] = [
             {"kind": "part", "table": table, "path": part.path, "rows": part.rows}
             for table in sorted(self.parts)
             for part in self.parts[table]
         ]
         rows += [
-            {"kind": "merged", format.WRITER_COLUMN: writer, "merged_through": through}
+            {"kind": "merged", spec.WRITER_COLUMN: writer, "merged_through": through}
             for writer, through in sorted(self.merged.items())
         ]
         for row in rows:
@@ -154,14 +154,14 @@ class Snapshot:
             row["generation"] = self.generation
         # Built column by column: Table.from_pylist imports pandas (a merge's first 0.3 s).
         return pa.Table.from_arrays(
-            [format.arrow_column([row.get(f.name) for row in rows], f.type) for f in schema],
+            [spec.arrow_column([row.get(f.name) for row in rows], f.type) for f in schema],
             schema=schema,
         )
 
     @classmethod
     def from_table(cls, table: pa.Table) -> Snapshot:
         """The snapshot whose file holds ``table`` (ValueError if it is not one)."""
-        problem = schema_problem(table.schema, format.snapshot_schema())
+        problem = schema_problem(table.schema, spec.snapshot_schema())
         if problem is not None:
             raise ValueError(problem)
         experiments = set(table.column("experiment").to_pylist())
@@ -169,7 +169,7 @@ class Snapshot:
         if len(experiments) != 1 or len(generations) != 1:
             raise ValueError("its rows name more than one experiment or generation")
         snapshot = cls(experiments.pop(), generations.pop())
-        columns = ["kind", "table", "path", "rows", format.WRITER_COLUMN, "merged_through"]
+        columns = ["kind", "table", "path", "rows", spec.WRITER_COLUMN, "merged_through"]
         kinds, tables, paths, rows, writers, through = (
             table.column(name).to_pylist() for name in columns
         )
@@ -427,12 +427,12 @@ def find_run(storage: Storage, run_id: str) -> str | None:
     experiments = list_experiments(storage)
     for folder, found in experiments.items():
         if any(entry.run == run_id for entry in found.inbox.values()):
-            return format.unescape_name(folder.split("/", 1)[1])
+            return spec.unescape_name(folder.split("/", 1)[1])
     for folder, found in experiments.items():
         for path in [] if found.snapshot is None else found.snapshot.live_parts("runs"):
             rows = _read_run_rows(storage, path, run_id)
             if rows is not None and rows.num_rows:
-                return format.unescape_name(folder.split("/", 1)[1])
+                return spec.unescape_name(folder.split("/", 1)[1])
     return None
 
 
@@ -451,7 +451,7 @@ def read_run(storage: Storage, experiment: str, table: str, run_id: str) -> pa.T
     tables = [files.read_rows(storage, path, data) for path, data in contents.items()]
     tables += [_read_run_rows(storage, path, run_id) for path in parts]
     read = [rows for rows in tables if rows is not None]
-    return pa.concat_tables(read) if read else format.file_schema(table).empty_table()
+    return pa.concat_tables(read) if read else spec.file_schema(table).empty_table()
 
 
 def _read_run_rows(storage: Storage, path: str, run_id: str) -> pa.Table | None:
@@ -462,7 +462,7 @@ def _read_run_rows(storage: Storage, path: str, run_id: str) -> pa.Table | None:
 
     from lakestore import files
 
-    schema = format.schema_of(table_of(path))
+    schema = spec.schema_of(table_of(path))
     try:
         with storage.open_read(path) as file:
             rows = pq.read_table(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from lakestore import format
+from lakestore import spec
 from lakestore.errors import ExperimentNotFoundError, InvalidNameError, InvalidValueError
 
 if TYPE_CHECKING:
@@ -46,11 +46,11 @@ def _write_tags(storage: Storage, experiment: str, run_id: str, tags: dict[str, 
         return
     now = int(time.time() * 1_000_000)
     rows = [
-        (key, None if value is None else format.check_text(str(value), f"tag {key!r}"), now)
+        (key, None if value is None else spec.check_text(str(value), f"tag {key!r}"), now)
         for key, value in tags.items()
     ]
     table = batches.rows_table("tags", rows)
-    writer_id = format.new_id()
+    writer_id = spec.new_id()
     path = layout.inbox_path(experiment, "tags", run_id, writer_id, 0)
     content = batches.file_table("tags", table, experiment, run_id, writer_id, 0)
     storage.put_file(path, lambda destination: writer.write_parquet(content, destination))
@@ -65,7 +65,7 @@ def _connect(storage: Storage) -> Store:
 def _run_experiment(storage: Storage, run_id: str) -> str:
     from lakestore.tracking import _find_run
 
-    format.check_run_id(run_id)
+    spec.check_run_id(run_id)
     return _find_run(storage, run_id)
 
 
@@ -77,7 +77,7 @@ def delete_run(
     once it has been deleted for a grace period. RunNotFoundError if there is no such run.
     """
     storage = _storage(store, storage_options)
-    _write_tags(storage, _run_experiment(storage, run_id), run_id, {format.DELETED_TAG: "true"})
+    _write_tags(storage, _run_experiment(storage, run_id), run_id, {spec.DELETED_TAG: "true"})
 
 
 def restore_run(
@@ -85,7 +85,7 @@ def restore_run(
 ) -> None:
     """Undo delete_run(): the run is active again (unless ``lakestore gc`` purged it)."""
     storage = _storage(store, storage_options)
-    _write_tags(storage, _run_experiment(storage, run_id), run_id, {format.DELETED_TAG: None})
+    _write_tags(storage, _run_experiment(storage, run_id), run_id, {spec.DELETED_TAG: None})
 
 
 def rename_run(
@@ -96,11 +96,11 @@ def rename_run(
     storage_options: dict[str, Any] | None = None,
 ) -> None:
     """Give the run ``run_id`` the name ``name``: its ``mlflow.runName`` tag, as in MLflow."""
-    format.check_text(name, "run name")
+    spec.check_text(name, "run name")
     if not name:
         raise InvalidNameError("a run's new name must not be empty")
     storage = _storage(store, storage_options)
-    _write_tags(storage, _run_experiment(storage, run_id), run_id, {format.RUN_NAME_TAG: name})
+    _write_tags(storage, _run_experiment(storage, run_id), run_id, {spec.RUN_NAME_TAG: name})
 
 
 class ExperimentState(NamedTuple):
@@ -144,7 +144,7 @@ def experiment_id(storage: Storage, experiment: str) -> str:
     if none): an experiment's folder is named by its id, so an id costs one small listing."""
     from lakestore import layout
 
-    if storage.list_folders(layout.experiment_folder(format.check_experiment_name(experiment))):
+    if storage.list_folders(layout.experiment_folder(spec.check_experiment_name(experiment))):
         return experiment
     return find_experiment(storage, experiment).experiment_id
 
@@ -156,7 +156,7 @@ def _set_experiment_tags(
     storage_options: dict[str, Any] | None,
 ) -> None:
     storage = _storage(store, storage_options)
-    _write_tags(storage, experiment_id(storage, experiment), format.EXPERIMENT_RUN, tags)
+    _write_tags(storage, experiment_id(storage, experiment), spec.EXPERIMENT_RUN, tags)
 
 
 def delete_experiment(
@@ -165,7 +165,7 @@ def delete_experiment(
     """Mark the experiment (by id or name) deleted, with all its runs, until
     restore_experiment(); ``lakestore gc`` removes its folder once it has been deleted for a
     grace period. Runs logged to it meanwhile are deleted with it."""
-    _set_experiment_tags(experiment, {format.DELETED_TAG: "true"}, store, storage_options)
+    _set_experiment_tags(experiment, {spec.DELETED_TAG: "true"}, store, storage_options)
 
 
 def restore_experiment(
@@ -173,7 +173,7 @@ def restore_experiment(
 ) -> None:
     """Undo delete_experiment(): the experiment and its runs are active again (runs deleted
     one by one stay deleted)."""
-    _set_experiment_tags(experiment, {format.DELETED_TAG: None}, store, storage_options)
+    _set_experiment_tags(experiment, {spec.DELETED_TAG: None}, store, storage_options)
 
 
 def rename_experiment(
@@ -186,7 +186,7 @@ def rename_experiment(
     """Give the experiment (by id or name) the name ``new_name`` in lists and searches.
     Its id stays the name it was created with: its folder, and what ``start_run(
     experiment=...)`` takes. Refused if another experiment has that id or name."""
-    format.check_experiment_name(new_name)
+    spec.check_experiment_name(new_name)
     storage = _storage(store, storage_options)
     known = _experiments(storage)
     target = find_experiment(storage, experiment, known)
@@ -200,7 +200,7 @@ def rename_experiment(
                 f"{other.experiment_id!r} has that name already; rename or delete it first"
             )
     _write_tags(
-        storage, target.experiment_id, format.EXPERIMENT_RUN, {format.EXPERIMENT_NAME_TAG: new_name}
+        storage, target.experiment_id, spec.EXPERIMENT_RUN, {spec.EXPERIMENT_NAME_TAG: new_name}
     )
 
 
@@ -216,11 +216,11 @@ def set_experiment_tags(
     from lakestore.tracking import current_experiment
 
     for key in tags:
-        format.check_key(key, "tag")
-        if key.startswith(format.RESERVED_TAG_PREFIX):
+        spec.check_key(key, "tag")
+        if key.startswith(spec.RESERVED_TAG_PREFIX):
             raise InvalidNameError(
                 f"tag key {key!r} is reserved: keys starting with "
-                f"{format.RESERVED_TAG_PREFIX!r} are lakestore's own"
+                f"{spec.RESERVED_TAG_PREFIX!r} are lakestore's own"
             )
     from lakestore.session import open_for_writing
 
@@ -228,7 +228,7 @@ def set_experiment_tags(
     storage = open_for_writing(store, storage_options)  # created if new, as by start_run
     with contextlib.suppress(ExperimentNotFoundError):  # else a new experiment, from now on
         name = experiment_id(storage, name)
-    _write_tags(storage, format.check_experiment_name(name), format.EXPERIMENT_RUN, tags)
+    _write_tags(storage, spec.check_experiment_name(name), spec.EXPERIMENT_RUN, tags)
 
 
 def set_experiment_tag(
@@ -291,8 +291,8 @@ def collect_garbage(
         )
         deleted_runs = _rows(
             opened,
-            f"SELECT experiment, run_id FROM tag_states WHERE key = '{format.DELETED_TAG}' "
-            f"AND run_id <> '{format.EXPERIMENT_RUN}' AND timestamp < {expired}",
+            f"SELECT experiment, run_id FROM tag_states WHERE key = '{spec.DELETED_TAG}' "
+            f"AND run_id <> '{spec.EXPERIMENT_RUN}' AND timestamp < {expired}",
             {"grace": grace},
         )
         # A purged run keeps its deletion tag alone: it is counted while it still has rows.

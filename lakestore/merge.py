@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from lakestore import files, format, layout, session
+from lakestore import files, layout, session, spec
 from lakestore.errors import StoreError
 from lakestore.layout import ExperimentFiles, Part, Snapshot
 
@@ -85,7 +85,7 @@ SORT_KEYS = {
     "params": ["run", "key", "timestamp"],
     "tags": ["run", "key", "timestamp"],
     "runs": ["run", "event_time"],
-    format.SUMMARIES: ["experiment", "run", "key"],
+    spec.SUMMARIES: ["experiment", "run", "key"],
 }
 
 _SUMMARY_OF_ROWS = """
@@ -252,7 +252,7 @@ def _merge(
 ) -> int | None:
     """Write parts holding ``batch`` and publish them as the next snapshot; its generation,
     or None if another merge published it first (or nothing could be read)."""
-    base = found.snapshot or Snapshot(format.unescape_name(found.folder.split("/", 1)[1]))
+    base = found.snapshot or Snapshot(spec.unescape_name(found.folder.split("/", 1)[1]))
     generation = base.generation + 1
     inbox = _read_inbox(storage, found, batch)
     if not inbox.merged:
@@ -260,7 +260,7 @@ def _merge(
     parts = {table: list(base.parts.get(table, [])) for table in layout.PART_TABLES}
     written: list[str] = []
     try:
-        for table in format.TABLES:
+        for table in spec.TABLES:
             _check_stop()
             new_rows = inbox.tables.get(table)
             if new_rows is not None:
@@ -282,10 +282,10 @@ def _merge(
         _check_stop()
         metrics = inbox.tables.get("metrics")
         if metrics is not None:
-            summary = _summary(storage, parts[format.SUMMARIES], parts["metrics"], metrics)
-            part = _write_part(storage, found.folder, format.SUMMARIES, generation, [summary])
+            summary = _summary(storage, parts[spec.SUMMARIES], parts["metrics"], metrics)
+            part = _write_part(storage, found.folder, spec.SUMMARIES, generation, [summary])
             written.append(part.path)
-            parts[format.SUMMARIES] = [part]
+            parts[spec.SUMMARIES] = [part]
         snapshot = Snapshot(
             base.experiment,
             generation,
@@ -358,7 +358,7 @@ def _write_part(
     import pyarrow.parquet as pq
 
     path = layout.part_path(folder, table, generation)
-    schema = format.schema_of(table)
+    schema = spec.schema_of(table)
     rows = 0
 
     def write(destination: object) -> None:
@@ -413,7 +413,7 @@ def _part_batches(storage: Storage, path: str, table: str) -> Iterator[pa.Table]
     fails the merge, and is skipped from then on (with a warning)."""
     import pyarrow.parquet as pq
 
-    schema = format.schema_of(table)
+    schema = spec.schema_of(table)
     try:
         opened = storage.open_read(path)
     except PermissionError:
@@ -464,7 +464,7 @@ def _summarise(connection: object, rows: pa.Table) -> pa.Table:
 def _combine(connection: object, partial: list[pa.Table]) -> pa.Table:
     import pyarrow as pa
 
-    schema = format.summary_schema()
+    schema = spec.summary_schema()
     summaries = pa.concat_tables([table.cast(schema) for table in partial])
     connection.register("summaries", summaries)  # type: ignore[attr-defined]
     try:
@@ -601,7 +601,7 @@ def _holds_runs(storage: Storage, path: str, runs: set[str]) -> bool:
         columns = ["run", "key"] if table == "tags" else ["run"]
         rows = pq.read_table(file, columns=columns, use_threads=False, pre_buffer=False)
     if table == "tags":
-        rows = rows.filter(pc.not_equal(rows["key"], format.DELETED_TAG))
+        rows = rows.filter(pc.not_equal(rows["key"], spec.DELETED_TAG))
     return bool(pc.any(pc.is_in(rows["run"], pa.array(sorted(runs)))).as_py())
 
 
@@ -612,7 +612,7 @@ def _without_runs(batch: pa.Table, table: str, runs: set[str]) -> pa.Table:
 
     kept = pc.invert(pc.is_in(batch["run"], pa.array(sorted(runs))))
     if table == "tags":
-        kept = pc.or_(kept, pc.equal(batch["key"], format.DELETED_TAG))
+        kept = pc.or_(kept, pc.equal(batch["key"], spec.DELETED_TAG))
     return batch.filter(kept)
 
 

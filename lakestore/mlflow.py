@@ -248,9 +248,9 @@ def create_experiment(
     name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
 ) -> str:
     """The id of a new experiment ``name`` (its name), with ``tags``."""
-    from lakestore import format
+    from lakestore import spec
 
-    format.check_experiment_name(name)
+    spec.check_experiment_name(name)
     if get_experiment_by_name(name) is not None:
         raise LakestoreError(f"experiment {name!r} already exists")
     _lifecycle.set_experiment_tags(tags or {}, experiment=_experiment_name(name))
@@ -308,9 +308,9 @@ def delete_run(run_id: str) -> None:
 
 
 def _store_exists() -> bool:
-    from lakestore import format
+    from lakestore import spec
 
-    return format.read_format_version(_session.opened()) is not None
+    return spec.read_format_version(_session.opened()) is not None
 
 
 # -- runs --------------------------------------------------------------------------------------

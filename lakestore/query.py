@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from lakestore import files, format, layout, safety, search
+from lakestore import files, layout, safety, search, spec
 from lakestore.errors import InvalidValueError, QueryError, StoreError
 from lakestore.storage import Storage
 
@@ -39,8 +39,8 @@ _DUCKDB_TYPES = {
 }
 
 _SOURCES: dict[str, str] = {
-    **{f"{table}_files": table for table in format.TABLES},
-    "metric_summaries": format.SUMMARIES,
+    **{f"{table}_files": table for table in spec.TABLES},
+    "metric_summaries": spec.SUMMARIES,
     "metrics_unsummarised": "metrics",
 }
 """Each list of files a view reads, and the table they are files of: each table's live
@@ -97,13 +97,13 @@ _VIEWS = {
     """,
     "tags": f"""
         SELECT * FROM tag_states
-        WHERE run_id <> '{format.EXPERIMENT_RUN}'
-          AND NOT starts_with(key, '{format.RESERVED_TAG_PREFIX}')
+        WHERE run_id <> '{spec.EXPERIMENT_RUN}'
+          AND NOT starts_with(key, '{spec.RESERVED_TAG_PREFIX}')
     """,
     "experiment_tags": f"""
         SELECT experiment, key, value, timestamp FROM tag_states
-        WHERE run_id = '{format.EXPERIMENT_RUN}'
-          AND NOT starts_with(key, '{format.RESERVED_TAG_PREFIX}')
+        WHERE run_id = '{spec.EXPERIMENT_RUN}'
+          AND NOT starts_with(key, '{spec.RESERVED_TAG_PREFIX}')
     """,
     "metric_summary": """
         SELECT experiment, run AS run_id, key,
@@ -167,15 +167,15 @@ _VIEWS = {
             SELECT experiment, run_id,
                    map(list(key ORDER BY key), list(value ORDER BY key)) AS tags
             FROM states
-            WHERE run_id <> '{format.EXPERIMENT_RUN}'
-              AND NOT starts_with(key, '{format.RESERVED_TAG_PREFIX}')
+            WHERE run_id <> '{spec.EXPERIMENT_RUN}'
+              AND NOT starts_with(key, '{spec.RESERVED_TAG_PREFIX}')
             GROUP BY experiment, run_id
         ), renamed AS (
             SELECT experiment, run_id, value AS renamed_to FROM states
-            WHERE key = '{format.RUN_NAME_TAG}'
+            WHERE key = '{spec.RUN_NAME_TAG}'
         ), deleted AS (
             SELECT experiment, run_id, timestamp AS deleted_time FROM states
-            WHERE key = '{format.DELETED_TAG}'
+            WHERE key = '{spec.DELETED_TAG}'
         )
         SELECT s.experiment, s.run_id, coalesce(n.renamed_to, s.run_name) AS run_name,
                s.status, s.parent_run_id, s."user", s.host, s.start_time, s.end_time,
@@ -189,7 +189,7 @@ _VIEWS = {
         LEFT JOIN renamed AS n ON n.experiment = s.experiment AND n.run_id = s.run_id
         LEFT JOIN deleted AS d ON d.experiment = s.experiment AND d.run_id = s.run_id
         LEFT JOIN deleted AS e
-            ON e.experiment = s.experiment AND e.run_id = '{format.EXPERIMENT_RUN}'
+            ON e.experiment = s.experiment AND e.run_id = '{spec.EXPERIMENT_RUN}'
     """,
     "runs": """
         SELECT * EXCLUDE (lifecycle_stage, deleted_time) FROM all_runs
@@ -199,7 +199,7 @@ _VIEWS = {
         WITH states AS MATERIALIZED (
             SELECT * FROM tag_states
         ), deleted_runs AS (
-            SELECT experiment, run_id FROM states WHERE key = '{format.DELETED_TAG}'
+            SELECT experiment, run_id FROM states WHERE key = '{spec.DELETED_TAG}'
         ), counted AS (
             SELECT s.experiment, count(*) FILTER (WHERE d.run_id IS NULL) AS runs,
                    min(s.start_time) AS first_start, max(s.start_time) AS last_start
@@ -208,14 +208,14 @@ _VIEWS = {
             GROUP BY s.experiment
         ), own AS (
             SELECT experiment,
-                   any_value(value) FILTER (WHERE key = '{format.EXPERIMENT_NAME_TAG}') AS name,
-                   any_value(timestamp) FILTER (WHERE key = '{format.DELETED_TAG}')
+                   any_value(value) FILTER (WHERE key = '{spec.EXPERIMENT_NAME_TAG}') AS name,
+                   any_value(timestamp) FILTER (WHERE key = '{spec.DELETED_TAG}')
                        AS deleted_time,
                    map(list(key ORDER BY key) FILTER (WHERE NOT reserved),
                        list(value ORDER BY key) FILTER (WHERE NOT reserved)) AS tags
             FROM (
-                SELECT *, starts_with(key, '{format.RESERVED_TAG_PREFIX}') AS reserved
-                FROM states WHERE run_id = '{format.EXPERIMENT_RUN}'
+                SELECT *, starts_with(key, '{spec.RESERVED_TAG_PREFIX}') AS reserved
+                FROM states WHERE run_id = '{spec.EXPERIMENT_RUN}'
             )
             GROUP BY experiment
         )
@@ -236,7 +236,7 @@ _VIEWS = {
 def _of_runs(listing: _Listing, runs: list[str]) -> _Listing:
     """``listing`` without the inbox files of other runs than ``runs`` and the experiment's
     own tags (parts hold many runs: readers skip their row groups of other runs)."""
-    wanted = {*runs, format.EXPERIMENT_RUN}  # the experiment's own tags say if it is deleted
+    wanted = {*runs, spec.EXPERIMENT_RUN}  # the experiment's own tags say if it is deleted
     return listing._replace(
         sources={
             source: [
@@ -267,7 +267,7 @@ class Store:
         *,
         read_only: bool = False,
         sandbox: bool = False,
-        lost_after: float = format.LOST_AFTER,
+        lost_after: float = spec.LOST_AFTER,
     ) -> None:
         import duckdb
 
@@ -302,11 +302,11 @@ class Store:
         self._relations_out = False
         try:
             self._point_views_at(_Listing({source: [] for source in _SOURCES}, {}, frozenset()))
-            for table in format.TABLES:
+            for table in spec.TABLES:
                 columns = ", ".join(
                     f'"{name}"'
-                    for name in format.file_schema(table).names
-                    if name != format.SEQUENCE_COLUMN
+                    for name in spec.file_schema(table).names
+                    if name != spec.SEQUENCE_COLUMN
                 )
                 self.connection.execute(
                     f"CREATE OR REPLACE VIEW {table}_log AS SELECT {columns} FROM {table}_files"
@@ -314,7 +314,7 @@ class Store:
             for name, body in _VIEWS.items():
                 self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
             self._parser = duckdb.connect()  # parses queries, to tell which sources they read
-            self._reads = {f"{table}_log": [f"{table}_files"] for table in format.TABLES}
+            self._reads = {f"{table}_log": [f"{table}_files"] for table in spec.TABLES}
             self._reads.update((name, self._tables_named(body)) for name, body in _VIEWS.items())
         except duckdb.Error as error:
             raise StoreError(f"cannot read store {storage.url}: {error}") from None
@@ -349,14 +349,14 @@ class Store:
                 fetched.update(
                     path for path, size in found.sizes.items() if size <= FETCH_WHOLE_BYTES
                 )
-            for table in format.TABLES:
+            for table in spec.TABLES:
                 parts = usable([] if snapshot is None else snapshot.live_parts(table), parts=True)
                 inbox = usable(found.unmerged(table))
                 sources[f"{table}_files"] += parts + inbox
                 runs_of.update((path, found.inbox[path].run or "") for path in inbox)
                 if table == "metrics":
                     summaries = usable(
-                        [] if snapshot is None else snapshot.live_parts(format.SUMMARIES),
+                        [] if snapshot is None else snapshot.live_parts(spec.SUMMARIES),
                         parts=True,
                     )
                     sources["metric_summaries"] += summaries
@@ -540,7 +540,7 @@ class Store:
         key = (frozenset(runs), frozenset(sources))
         if key not in self._pinned_runs:
             read = {_SOURCES[source] for source in sources}
-            tables = [table for table in format.TABLES if table in read]
+            tables = [table for table in spec.TABLES if table in read]
             parts = [table for table in layout.PART_TABLES if table in read]
             known = [self._experiment_of.get(run_id) for run_id in runs]
             folders = (
@@ -548,7 +548,7 @@ class Store:
                 if None in known
                 else sorted({layout.experiment_folder(name) for name in known if name})
             )
-            listed = [*runs, format.EXPERIMENT_RUN] if "tags" in tables else runs
+            listed = [*runs, spec.EXPERIMENT_RUN] if "tags" in tables else runs
             narrowed = layout.list_runs(
                 self.storage, listed, tables, parts, at_most=NARROW_LISTINGS, folders=folders
             )
@@ -1020,7 +1020,7 @@ def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
 def _source(source: str, read: bool, fetched: bool) -> str:
     """SQL reading the rows of ``source``: files DuckDB ``read`` (listed in a variable)
     and rows ``fetched`` (a registered table), or no rows."""
-    schema = format.schema_of(_SOURCES[source])
+    schema = spec.schema_of(_SOURCES[source])
     columns = ", ".join(f'"{name}"' for name in schema.names)
     selects = []
     if read:
@@ -1087,7 +1087,7 @@ def connect(
     *,
     read_only: bool = False,
     sandbox: bool = False,
-    lost_after: float = format.LOST_AFTER,
+    lost_after: float = spec.LOST_AFTER,
 ) -> Store:
     """Open the store at ``uri`` for querying (default: the store runs are written to).
 

@@ -27,7 +27,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from lakestore import format
+from lakestore import spec
 from lakestore.errors import StoreError
 from lakestore.storage import Storage, default_uri, open_storage
 
@@ -97,7 +97,7 @@ class Session:
             if storage in self._writable:
                 return storage
         try:
-            format.ensure_format_marker(storage)
+            spec.ensure_format_marker(storage)
         except OSError as error:  # a read-only folder, a file in the way, no access
             raise StoreError(
                 f"cannot write to store {storage.url}: {error}; log to a store you may "
@@ -186,7 +186,7 @@ def open_existing_store(
 ) -> Storage:
     """The store at ``uri`` (default: the store runs are written to), which must exist."""
     storage = _current.opened(uri, storage_options)
-    if format.read_format_version(storage) is None:
+    if spec.read_format_version(storage) is None:
         raise StoreError(
             f"no lakestore store at {storage.url}: log a run there first, "
             "or pass the store's location (--store / $LAKESTORE_URI)"

@@ -20,7 +20,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lakestore import batches, format, merge, session, system_metrics
+from lakestore import batches, merge, session, spec, system_metrics
 from lakestore.errors import (
     InvalidValueError,
     NoActiveRunError,
@@ -44,7 +44,7 @@ DEFAULT_EXPERIMENT = "default"
 
 def set_experiment(name: str) -> None:
     """Make ``name`` the experiment of runs started from now on without one."""
-    session.current().experiment = format.check_experiment_name(name)
+    session.current().experiment = spec.check_experiment_name(name)
 
 
 def _chosen_experiment() -> str | None:
@@ -207,8 +207,8 @@ class Run:
         now = _now_us()
         prepared = {}
         for key, value in params.items():
-            format.check_key(key, "param")
-            prepared[key] = format.param_text_and_float(key, value)
+            spec.check_key(key, "param")
+            prepared[key] = spec.param_text_and_float(key, value)
         with self._params_lock:
             rows = []
             for key, (text, number) in prepared.items():
@@ -234,7 +234,7 @@ class Run:
 
     def delete_tag(self, key: str) -> None:
         """Remove a tag: readers no longer see it (a null value is recorded)."""
-        self._writer.append_rows("tags", [(format.check_key(key, "tag"), None, _now_us())])
+        self._writer.append_rows("tags", [(spec.check_key(key, "tag"), None, _now_us())])
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -249,7 +249,7 @@ class Run:
         buffered: calling end() again, or interpreter exit, tries once more. Ending a run
         that has ended and written everything does nothing.
         """
-        if status not in format.RUN_STATUSES or status == "RUNNING":
+        if status not in spec.RUN_STATUSES or status == "RUNNING":
             raise InvalidValueError(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
         if self._sampler is not None:
             self._sampler.stop()  # its last sample is logged before the run ends
@@ -331,14 +331,14 @@ def _read_run_table(storage: Storage, table: str, experiment: str, run_id: str) 
 def _check_not_deleted(storage: Storage, experiment: str, run_id: str) -> None:
     """Raise RunDeletedError if the run, or its experiment, is deleted: as in MLflow, a
     deleted run is restored before it is resumed."""
-    for owner, what in ((run_id, "run"), (format.EXPERIMENT_RUN, "experiment")):
+    for owner, what in ((run_id, "run"), (spec.EXPERIMENT_RUN, "experiment")):
         tags = _read_run_table(storage, "tags", experiment, owner)
         deleted = [
             value
             for key, value in zip(
                 tags.column("key").to_pylist(), tags.column("value").to_pylist(), strict=True
             )
-            if key == format.DELETED_TAG
+            if key == spec.DELETED_TAG
         ]
         if deleted and deleted[-1] is not None:
             name = run_id if what == "run" else experiment
@@ -421,9 +421,9 @@ def begin_run(
     """Start a new run, or resume ``run_id``, as start_run() does but without making it
     the active run: for code that logs through the Run object (MLflow's client)."""
     if parent_run_id is not None:
-        format.check_run_id(parent_run_id)
+        spec.check_run_id(parent_run_id)
     if run_name is not None:
-        format.check_text(run_name, "run name")
+        spec.check_text(run_name, "run name")
     options = WriterOptions.from_environment(flush_interval, flush_rows)
     sampling = system_metrics.enabled(log_system_metrics)
     interval = system_metrics.interval_of(system_metrics_interval) if sampling else None
@@ -436,12 +436,12 @@ def begin_run(
             experiment = _chosen_experiment()
         if experiment is None:
             experiment = DEFAULT_EXPERIMENT
-        experiment = format.check_experiment_name(experiment)
-        run_id = format.new_id()
+        experiment = spec.check_experiment_name(experiment)
+        run_id = spec.new_id()
         if run_name is None:
-            run_name = format.new_run_name()
+            run_name = spec.new_run_name()
     else:
-        format.check_run_id(run_id)
+        spec.check_run_id(run_id)
         found = _find_run(storage, run_id)
         if experiment is not None and experiment != found:
             raise RunNotFoundError(
@@ -454,7 +454,7 @@ def begin_run(
             params.setdefault(key, value)  # the earliest value is the param's value
         _check_not_deleted(storage, experiment, run_id)
         if run_name is not None:  # a new name given on resuming renames the run
-            tags = {**(tags or {}), format.RUN_NAME_TAG: run_name}
+            tags = {**(tags or {}), spec.RUN_NAME_TAG: run_name}
         events = _read_run_table(storage, "runs", experiment, run_id)
         if run_name is None:
             names = [n for n in events.column("run_name").to_pylist() if n is not None]

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor  # imported now: not at interp
 from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeVar
 
-from lakestore import batches, format, layout, merge
+from lakestore import batches, layout, merge, session, spec
 from lakestore.batches import LoggedValues, bad_metric, bad_step, not_a_float
 from lakestore.errors import FlushError, InvalidValueError, RunEndedError
 from lakestore.spool import Spool
@@ -83,7 +83,7 @@ class WriterOptions(NamedTuple):
 
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     flush_rows: int = DEFAULT_FLUSH_ROWS
-    heartbeat_interval: float = format.HEARTBEAT_INTERVAL
+    heartbeat_interval: float = spec.HEARTBEAT_INTERVAL
     spool: bool = True
     """Spool files that a remote store refuses to local disk (else keep them in memory)."""
     merge: bool = True
@@ -96,7 +96,7 @@ class WriterOptions(NamedTuple):
         """Options from the arguments, else $LAKESTORE_FLUSH_INTERVAL / _ROWS, else defaults.
 
         $LAKESTORE_HEARTBEAT_INTERVAL sets the seconds between heartbeats (default 60);
-        readers count a writer as lost after format.LOST_AFTER seconds without one.
+        readers count a writer as lost after spec.LOST_AFTER seconds without one.
         """
         if flush_interval is None:
             flush_interval = _from_environment(
@@ -111,7 +111,7 @@ class WriterOptions(NamedTuple):
         if flush_rows < 1:
             raise InvalidValueError(f"flush_rows must be >= 1, got {flush_rows!r}")
         heartbeat_interval = _from_environment(
-            "LAKESTORE_HEARTBEAT_INTERVAL", float, format.HEARTBEAT_INTERVAL
+            "LAKESTORE_HEARTBEAT_INTERVAL", float, spec.HEARTBEAT_INTERVAL
         )
         if not (heartbeat_interval > 0 and math.isfinite(heartbeat_interval)):
             raise InvalidValueError(
@@ -147,7 +147,7 @@ class RunWriter:
         self.storage = storage
         self.experiment = experiment
         self.run_id = run_id
-        self.writer_id = format.new_id()
+        self.writer_id = spec.new_id()
         self.options = options
         self._max_buffered = options.flush_rows
         self._logged = LoggedValues()
@@ -238,7 +238,7 @@ class RunWriter:
                 sink.event_logged()
 
     def _add_key(self, key: str) -> int:
-        format.check_key(key, "metric")
+        spec.check_key(key, "metric")
         with self._sink.lock:
             self._sink.check_open()
             return self._logged.key_code(key)
@@ -741,15 +741,26 @@ def _with_patience(upload: Callable[[], object], impatient: Callable[[], bool]) 
         raise outcome[0]
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+class WriteThreads:
+    """The threads that write a flush's data files in parallel, shared by every writer of
+    a session (a session resource: starting threads for each flush costs more than a
+    small run's files)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="lakestore-write")
+
+    def map(self, function: Callable[[T], R], items: list[T]) -> list[R]:
+        return list(self._pool.map(function, items))
+
+    def close(self) -> None:
+        self._pool.shutdown()
 
 
 def _in_parallel(function: Callable[[T], R], items: list[T]) -> list[R]:
     """``function`` of each of ``items``, on the write threads when there are several."""
     if len(items) > 1:
         try:
-            return list(_write_pool().map(function, items))
+            return session.current().resource(WriteThreads).map(function, items)
         except RuntimeError:  # at interpreter exit no thread can start: one at a time
             pass
     return [function(item) for item in items]
@@ -757,25 +768,6 @@ def _in_parallel(function: Callable[[T], R], items: list[T]) -> list[R]:
 
 def _one_by_one(function: Callable[[T], R], items: list[T]) -> list[R]:
     return [function(item) for item in items]
-
-
-def _write_pool() -> ThreadPoolExecutor:
-    """The threads that write a flush's data files in parallel, shared by every writer of
-    this process (starting threads for each flush costs more than a small run's files)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="lakestore-write")
-        return _pool
-
-
-def _forget_pool() -> None:
-    """In a forked child the pool's threads do not exist: the child starts its own."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
 
 
 def write_parquet(table: pa.Table, destination: str | BinaryIO) -> None:

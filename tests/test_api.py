@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import lakestore
-from lakestore import batches, format
+from lakestore import batches, spec
 from lakestore.errors import (
     FormatVersionError,
     InvalidNameError,
@@ -182,7 +182,7 @@ def test_param_conflict_is_an_error_and_same_value_is_fine(tmp_path: Path) -> No
     ],
 )
 def test_params_keep_their_text_and_compare_numerically(value, text: str, number) -> None:
-    assert format.param_text_and_float("p", value) == (text, number)
+    assert spec.param_text_and_float("p", value) == (text, number)
 
 
 def test_numeric_params_compare_numerically_in_sql(tmp_path: Path) -> None:
@@ -239,6 +239,45 @@ def test_module_level_functions_act_on_the_active_run(tmp_path: Path) -> None:
         ("loss", 1.0, 1),
     ]
     assert _runs(uri)[run.run_id]["experiment"] == "exp"
+
+
+def test_reset_starts_over_as_a_new_process_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LAKESTORE_URI", raising=False)
+    monkeypatch.delenv("LAKESTORE_EXPERIMENT", raising=False)
+    uri = str(tmp_path / "chosen")
+    lakestore.set_store(uri)
+    lakestore.set_experiment("exp")
+    active = lakestore.start_run()
+    other = lakestore.start_run(nested=True)
+    other.log_metric("loss", 1.0)
+    lakestore.reset()
+    assert (active.status, other.status) == ("KILLED", "KILLED")
+    assert lakestore.active_run() is None
+    assert lakestore.last_active_run() is None
+    assert lakestore.get_store_uri() == "lakestore-data"
+    with lakestore.start_run() as fresh:
+        assert fresh.experiment == "default"
+    assert {run: row["status"] for run, row in _runs(uri).items()} == {
+        active.run_id: "KILLED",
+        other.run_id: "KILLED",
+    }
+    assert _metrics(uri) == [("loss", 1.0, 0)]
+
+
+def test_the_exit_hooks_come_with_the_first_run_not_with_the_import(tmp_path: Path) -> None:
+    script = (
+        "import sys, lakestore\n"
+        "print(sys.excepthook is sys.__excepthook__)\n"
+        f"lakestore.start_run(store={str(tmp_path)!r}).end()\n"
+        "print(sys.excepthook is sys.__excepthook__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["True", "False"]
 
 
 def test_nested_runs_record_their_parent(tmp_path: Path) -> None:
@@ -369,7 +408,7 @@ def test_flush_rows_starts_a_flush_before_the_interval(tmp_path: Path) -> None:
 
 
 def test_a_store_of_a_newer_format_is_refused(tmp_path: Path) -> None:
-    (tmp_path / format.MARKER_FILE).write_text(json.dumps({"format_version": 99}))
+    (tmp_path / spec.MARKER_FILE).write_text(json.dumps({"format_version": 99}))
     with pytest.raises(FormatVersionError, match=r"format version 99.*pip install -U lakestore"):
         lakestore.start_run(store=str(tmp_path))
     with pytest.raises(FormatVersionError):
@@ -380,8 +419,8 @@ def test_the_store_records_its_format_version(store_uri: str) -> None:
     with lakestore.start_run(store=store_uri):
         pass
     with lakestore.connect(store_uri) as store:
-        marker = store.storage.get(format.MARKER_FILE)
-    assert json.loads(marker) == {"format_version": format.FORMAT_VERSION}
+        marker = store.storage.get(spec.MARKER_FILE)
+    assert json.loads(marker) == {"format_version": spec.FORMAT_VERSION}
 
 
 @pytest.mark.parametrize(
@@ -520,7 +559,7 @@ def test_a_rejected_start_leaves_no_run_behind(tmp_path: Path) -> None:
     ],
 )
 def test_odd_param_values_keep_their_text(value, text: str, number) -> None:
-    assert format.param_text_and_float("p", value) == (text, number)
+    assert spec.param_text_and_float("p", value) == (text, number)
 
 
 def test_params_logged_from_many_threads_keep_one_value_per_key(tmp_path: Path) -> None:

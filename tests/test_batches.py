@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lakestore import batches, format
+from lakestore import batches, spec
 from lakestore.batches import Batch, LoggedValues
 from lakestore.errors import InvalidNameError, InvalidValueError
 
@@ -99,7 +99,7 @@ def test_tag_rows_come_back_from_their_table_as_logged(
     rows: list[tuple[str, str | None, int]],
 ) -> None:
     table = batches.rows_table("tags", rows)
-    assert table.schema == format.arrow_schema("tags")
+    assert table.schema == spec.arrow_schema("tags")
     back = zip(
         table.column("key").to_pylist(),
         table.column("value").to_pylist(),
@@ -371,12 +371,12 @@ def test_a_file_table_names_its_run_writer_and_sequence_on_every_row(table_name:
         else batches.rows_table(table_name, rows[table_name])
     )
     stored = batches.file_table(table_name, table, "exp", "run1", WRITER, 41)
-    schema = format.file_schema(table_name)
+    schema = spec.file_schema(table_name)
     assert stored.schema.names == schema.names
     assert stored.cast(schema).num_rows == 2
     assert stored.column("experiment").to_pylist() == ["exp", "exp"]
     assert stored.column("run").to_pylist() == ["run1", "run1"]
-    assert stored.column(format.WRITER_COLUMN).to_pylist() == [WRITER, WRITER]
-    assert stored.column(format.SEQUENCE_COLUMN).to_pylist() == [41, 41]
-    own = [name for name in format.arrow_schema(table_name).names if name != format.WRITER_COLUMN]
+    assert stored.column(spec.WRITER_COLUMN).to_pylist() == [WRITER, WRITER]
+    assert stored.column(spec.SEQUENCE_COLUMN).to_pylist() == [41, 41]
+    own = [name for name in spec.arrow_schema(table_name).names if name != spec.WRITER_COLUMN]
     assert stored.select(own).cast(table.select(own).schema).equals(table.select(own))

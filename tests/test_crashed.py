@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lakestore
-from lakestore import format, layout
+from lakestore import layout, spec
 from lakestore.errors import InvalidValueError
 from lakestore.storage import open_storage
 from lakestore_cli.main import app
@@ -43,7 +43,7 @@ def _write_events(
 ) -> None:
     """A runs-table file of ``writer`` holding ``events``: (status, seconds ago) pairs."""
     storage = open_storage(uri)
-    format.ensure_format_marker(storage)
+    spec.ensure_format_marker(storage)
     rows = [
         {
             "event_time": ago(seconds),
@@ -61,7 +61,7 @@ def _write_events(
         }
         for status, seconds in events
     ]
-    table = pa.Table.from_pylist(rows, schema=format.file_schema("runs"))
+    table = pa.Table.from_pylist(rows, schema=spec.file_schema("runs"))
     path = layout.inbox_path("e", "runs", run_id, writer, sequence)
     storage.put_file(path, lambda destination: pq.write_table(table, destination))
 

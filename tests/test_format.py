@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lakestore import format, layout
+from lakestore import layout, spec
 from lakestore.errors import InvalidNameError
 
 any_text = st.text(st.characters(exclude_categories=["Cs"]), min_size=1)
@@ -19,8 +19,8 @@ WRITER = "0123456789abcdef" * 2
 
 @given(any_text)
 def test_escaping_round_trips_and_stays_one_safe_segment(value: str) -> None:
-    escaped = format.escape_name(value)
-    assert format.unescape_name(escaped) == value
+    escaped = spec.escape_name(value)
+    assert spec.unescape_name(escaped) == value
     assert "/" not in escaped
     assert "\\" not in escaped
     assert "\x00" not in escaped
@@ -49,13 +49,13 @@ def test_escaping_round_trips_and_stays_one_safe_segment(value: str) -> None:
     ],
 )
 def test_escaped_forms(value: str, escaped: str) -> None:
-    assert format.escape_name(value) == escaped
+    assert spec.escape_name(value) == escaped
 
 
 @given(any_text, st.integers(min_value=0, max_value=10**9))
 def test_an_inbox_path_parses_back_to_what_built_it(experiment: str, sequence: int) -> None:
     try:
-        format.check_experiment_name(experiment)
+        spec.check_experiment_name(experiment)
     except InvalidNameError:
         assume(False)
     path = layout.inbox_path(experiment, "metrics", "r-1_x", WRITER, sequence)
@@ -63,13 +63,13 @@ def test_an_inbox_path_parses_back_to_what_built_it(experiment: str, sequence: i
     assert entry == layout.Entry(
         "inbox", layout.experiment_folder(experiment), "metrics", "r-1_x", WRITER, sequence
     )
-    assert format.unescape_name(entry.folder.split("/")[1]) == experiment
+    assert spec.unescape_name(entry.folder.split("/")[1]) == experiment
 
 
 @pytest.mark.parametrize("name", ["../../etc", "/abs/path", "..", ".", "a/../../b", "C:\\x"])
 def test_hostile_names_stay_inside_the_experiment_folder(name: str) -> None:
-    folder = layout.experiment_folder(format.check_experiment_name(name))
-    assert folder.split("/") == ["experiments", format.escape_name(name)]
+    folder = layout.experiment_folder(spec.check_experiment_name(name))
+    assert folder.split("/") == ["experiments", spec.escape_name(name)]
     assert folder.split("/")[1] not in (".", "..", "")
     paths = [
         layout.inbox_path(name, "metrics", "r1", WRITER, 0),

@@ -32,7 +32,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lakestore
-from lakestore import format
+from lakestore import spec
 from lakestore.errors import (
     InvalidNameError,
     InvalidValueError,
@@ -184,7 +184,7 @@ def test_hostile_names_stay_inside_the_store_and_read_back_exactly(
     with _nothing_written_outside(uri, tmp_path, monkeypatch):
         _witness(uri)
         for index, name in enumerate(names):
-            key = name[: format.MAX_KEY_LENGTH]
+            key = name[: spec.MAX_KEY_LENGTH]
             with lakestore.start_run(
                 store=uri, experiment=name, run_name=name, tags={key: name}
             ) as run:
@@ -200,7 +200,7 @@ def test_hostile_names_stay_inside_the_store_and_read_back_exactly(
         ).fetchall()
         assert sorted(rows, key=repr) == sorted(
             [
-                (table, name, name if table == "runs" else name[: format.MAX_KEY_LENGTH], name)
+                (table, name, name if table == "runs" else name[: spec.MAX_KEY_LENGTH], name)
                 for name in names
                 for table in ("runs", "params", "tags")
             ]
@@ -237,7 +237,7 @@ def test_values_and_run_names_may_hold_any_character(tmp_path: Path) -> None:
         assert sorted(row[3] for row in read(uri, "params")) == sorted(values)
 
 
-LONG_PLAIN_KEYS = ["k" * format.MAX_KEY_LENGTH, "日" * format.MAX_KEY_LENGTH]
+LONG_PLAIN_KEYS = ["k" * spec.MAX_KEY_LENGTH, "日" * spec.MAX_KEY_LENGTH]
 
 
 def test_the_longest_keys_are_stored_whole(tmp_path: Path) -> None:
@@ -782,7 +782,7 @@ def _text(length: int) -> str:
 
 @pytest.mark.parametrize(
     ("backend", "length"),
-    [("local", 1024 * 1024), ("local", format.MAX_VALUE_LENGTH), ("s3", format.MAX_VALUE_LENGTH)],
+    [("local", 1024 * 1024), ("local", spec.MAX_VALUE_LENGTH), ("s3", spec.MAX_VALUE_LENGTH)],
     ids=["local-1MiB", "local-limit", "s3-limit"],
 )
 def test_huge_values_round_trip_exactly(
@@ -814,9 +814,9 @@ def test_huge_values_round_trip_exactly(
 
 def test_values_over_the_limit_are_refused_and_the_run_goes_on(tmp_path: Path) -> None:
     uri = str(tmp_path)
-    over = "é" * (format.MAX_VALUE_LENGTH + 1)  # the limit counts characters, not bytes
-    at_limit = "é" * format.MAX_VALUE_LENGTH
-    message = f"is {len(over)} characters long; the limit is {format.MAX_VALUE_LENGTH}"
+    over = "é" * (spec.MAX_VALUE_LENGTH + 1)  # the limit counts characters, not bytes
+    at_limit = "é" * spec.MAX_VALUE_LENGTH
+    message = f"is {len(over)} characters long; the limit is {spec.MAX_VALUE_LENGTH}"
     with _raises(InvalidValueError, f"run name {message}"):
         lakestore.start_run(store=uri, run_name=over)
     with lakestore.start_run(store=uri) as run:

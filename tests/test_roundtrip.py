@@ -10,16 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lakestore
-from lakestore import format
+from lakestore import spec
 from tests.conftest import fresh_store_uri
 from tests.readers import READERS, has_files
 
 text = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 names = st.text(text, min_size=1, max_size=30).filter(
-    lambda name: len(format.escape_name(name).encode()) <= format.MAX_PARTITION_BYTES
+    lambda name: len(spec.escape_name(name).encode()) <= spec.MAX_PARTITION_BYTES
 )
 keys = st.text(text, min_size=1, max_size=30)
-tag_keys = keys.filter(lambda key: not key.startswith(format.RESERVED_TAG_PREFIX))  # refused
+tag_keys = keys.filter(lambda key: not key.startswith(spec.RESERVED_TAG_PREFIX))  # refused
 metric_values = st.floats(allow_nan=True, allow_infinity=True)
 param_values = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
@@ -80,7 +80,7 @@ def test_logged_rows_read_back_identically(backend: str, request: pytest.Fixture
 
         logged_params = _check_same_in_every_reader(uri, "params")
         assert {row[2]: row[3] for row in logged_params} == {
-            key: format.param_text_and_float(key, value)[0] for key, value in params.items()
+            key: spec.param_text_and_float(key, value)[0] for key, value in params.items()
         }
         assert all(row[:2] == (experiment, run.run_id) for row in logged_params)
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lakestore
-from lakestore import format, layout
+from lakestore import layout, spec
 from lakestore.storage import open_storage
 from tests.readers import READERS
 
@@ -126,7 +126,7 @@ def _rows_with_writers(uri: str, table: str) -> dict[str, list[tuple[object, ...
         if table != "runs":  # the view of the current state keeps each row's writer
             view = store.sql(f"SELECT experiment, run_id, {column}, writer_id FROM {table}")
             assert set(view.fetchall()) <= set(rows["lakestore"])
-    names = format.file_schema(table).names
+    names = spec.file_schema(table).names
     at = [names.index(name) for name in ("experiment", "run", column, "writer_id")]
     for name, read in READERS.items():
         rows[name] = sorted(tuple(row[index] for index in at) for row in read(uri, table))
