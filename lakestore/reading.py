@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from lakestore.query import Store
+    from lakestore.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Readers:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._open: dict[tuple[str, str], Store] = {}
+        self._open: dict[Storage, Store] = {}
 
     def store(self, store: str | os.PathLike[str] | None) -> Store:
         """The open Store of ``store`` (default: the store runs are written to); use it
@@ -126,11 +127,11 @@ class Readers:
         from lakestore.query import connect
 
         uri, options = (get_store_uri(), get_store_options()) if store is None else (store, {})
-        key = (os.fspath(uri), repr(sorted(options.items())))
+        storage = current().opened(uri, options)
         with self.lock:
-            opened = self._open.get(key)
+            opened = self._open.get(storage)
             if opened is None:
-                opened = self._open[key] = connect(uri, options)
+                opened = self._open[storage] = connect(storage.url, options)
             return opened
 
     def close(self) -> None:
