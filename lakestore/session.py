@@ -25,14 +25,27 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lakestore import spec
 from lakestore.errors import StoreError
 from lakestore.storage import Storage, default_uri, open_storage
 
-if TYPE_CHECKING:
-    from lakestore.tracking import Run
+
+class OpenRun(Protocol):
+    """What the session needs of a run it holds (lakestore.tracking.Run)."""
+
+    run_id: str
+    experiment: str
+
+    @property
+    def status(self) -> str: ...
+
+    def end(self, status: str = "FINISHED") -> None: ...
+
+    def flush(self) -> None: ...
+
+    def abandon_after_fork(self) -> None: ...
 
 
 class Resource(Protocol):
@@ -52,13 +65,13 @@ class Session:
         self.store_uri: str | None = None
         self.store_options: dict[str, Any] = {}
         self.experiment: str | None = None
-        self.active_runs: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
+        self.active_runs: contextvars.ContextVar[tuple[OpenRun, ...]] = contextvars.ContextVar(
             "lakestore_active_runs", default=()
         )
         """The runs active in each thread or asyncio task, innermost last."""
-        self.open_runs: set[Run] = set()
+        self.open_runs: set[OpenRun] = set()
         """Runs started and not ended, in any thread: the exit ends them."""
-        self.last_active: Run | None = None
+        self.last_active: OpenRun | None = None
         self._opened: dict[tuple[str, str], Storage] = {}
         self._writable: set[Storage] = set()
         self._resources: dict[type[Any], Resource] = {}

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lakestore import batches, merge, session, spec, system_metrics
 from lakestore.errors import (
@@ -488,7 +488,8 @@ def active_run() -> Run | None:
     Like MLflow's, the active run is per thread: a thread started by the training script
     logs through the Run object, not through the module-level functions.
     """
-    for run in reversed(session.current().active_runs.get()):
+    runs = cast("tuple[Run, ...]", session.current().active_runs.get())
+    for run in reversed(runs):
         if run.status == "RUNNING":  # a run ended from another thread is no longer active
             return run
     return None
@@ -497,7 +498,7 @@ def active_run() -> Run | None:
 def last_active_run() -> Run | None:
     """The active run, else the run of this process that was active last (the last one
     ended), else None: as in MLflow, for reading back the run a training call logged."""
-    return active_run() or session.current().last_active
+    return active_run() or cast("Run | None", session.current().last_active)
 
 
 def _require_active_run() -> Run:
