@@ -53,6 +53,16 @@ class MetricBuffer:
         self.steps = array.array("q")
         self.times = array.array("q")
 
+    def take_rows(self) -> MetricBuffer:
+        """A buffer holding this one's rows, leaving this one empty (the same object, so
+        that a writer may keep a reference to the buffer it appends to)."""
+        taken = MetricBuffer()
+        taken.keys, self.keys = self.keys, taken.keys
+        taken.values, self.values = self.values, taken.values
+        taken.steps, self.steps = self.steps, taken.steps
+        taken.times, self.times = self.times, taken.times
+        return taken
+
     def truncate(self, length: int) -> None:
         """Drop rows past ``length``: undoes a batch that failed half-way."""
         for column in (self.keys, self.values, self.steps, self.times):
@@ -108,9 +118,9 @@ class Batch(NamedTuple):
 class LoggedValues:
     """One writer's logged values that no flush has taken yet.
 
-    ``metrics`` is the buffer logging appends to; sealed buffers and ready metric tables
-    wait in ``sealed``; rows of the other tables in ``rows``. Metric keys are coded in the
-    order they were first logged.
+    ``metrics`` is the buffer logging appends to, the same object for life; sealed buffers
+    and ready metric tables wait in ``sealed``; rows of the other tables in ``rows``. Metric
+    keys are coded in the order they were first logged.
     """
 
     __slots__ = ("key_codes", "key_names", "metrics", "rows", "sealed")
@@ -134,8 +144,7 @@ class LoggedValues:
         """Put the metric buffer with the sealed ones and start a new one; the rows sealed."""
         rows = len(self.metrics.values)
         if rows:
-            self.sealed.append(self.metrics)
-            self.metrics = MetricBuffer()
+            self.sealed.append(self.metrics.take_rows())
         return rows
 
     def take(self) -> Batch:
@@ -153,7 +162,7 @@ class LoggedValues:
 
     def clear(self) -> None:
         """Drop every logged value (the key codes stay)."""
-        self.metrics = MetricBuffer()
+        self.metrics.take_rows()
         self.sealed = []
         self.rows = {table: [] for table in _ROW_TABLES}
 

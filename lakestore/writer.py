@@ -151,6 +151,8 @@ class RunWriter:
         self.options = options
         self._max_buffered = options.flush_rows
         self._logged = LoggedValues()
+        # Read on every logging call, and the same objects for life.
+        self._key_codes, self._metrics = self._logged.key_codes, self._logged.metrics
         self.heartbeat_event: Callable[[], tuple[Any, ...]] | None = None
         """Builds the runs-table row that says this writer is alive; set by the run."""
         self._sink = FileSink(
@@ -161,9 +163,8 @@ class RunWriter:
 
     def append_metric(self, key: str, value: float, step: int, time_ns: int) -> None:
         """Buffer one metric row; raises InvalidValueError and buffers nothing if bad."""
-        logged, sink = self._logged, self._sink
         try:
-            code = logged.key_codes.get(key)
+            code = self._key_codes.get(key)
         except TypeError:  # an unhashable key
             code = None
         if code is None:
@@ -172,10 +173,11 @@ class RunWriter:
             raise bad_metric(key, value)
         if type(step) is bool:
             raise bad_step(key, step)
+        sink = self._sink
         with sink.lock:
             if sink.closed:
                 sink.check_open()
-            buffer = logged.metrics
+            buffer = self._metrics
             length = len(buffer.keys)
             try:
                 buffer.values.append(value)
