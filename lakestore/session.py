@@ -23,6 +23,7 @@ resources, which are the parent's to end and close.
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import threading
 from typing import Any, Protocol, TypeVar
@@ -30,6 +31,8 @@ from typing import Any, Protocol, TypeVar
 from lakestore import spec
 from lakestore.errors import StoreError
 from lakestore.storage import Storage, default_uri, open_storage
+
+logger = logging.getLogger("lakestore")
 
 
 class OpenRun(Protocol):
@@ -129,14 +132,21 @@ class Session:
         return found  # type: ignore[return-value]
 
     def close(self) -> None:
-        """End the open runs (``KILLED``), then close the resources."""
+        """End the open runs (``KILLED``), then close the resources. A run or resource
+        that fails to (its store unreachable) is reported and the others go on."""
         for run in list(self.open_runs):
-            run.end("KILLED")
+            try:
+                run.end("KILLED")
+            except Exception as error:
+                logger.error("lakestore could not end run %s: %s", run.run_id, error)
         with self._lock:
             resources = list(self._resources.values())
             self._resources.clear()
         for resource in resources:
-            resource.close()
+            try:
+                resource.close()
+            except Exception as error:
+                logger.error("lakestore could not close %s: %s", type(resource).__name__, error)
 
     def _forget_after_fork(self) -> None:
         """In a forked child: the parent's runs, threads and connections are the parent's,
