@@ -160,20 +160,22 @@ class Session:
         self.last_active = None
 
 
-_current = Session()
+current_session = Session()
+"""This process's session; reset() puts a new one here. Read it as
+``session.current_session`` (or call current()), never import the name: it is rebound."""
 
 
 def current() -> Session:
     """This process's session."""
-    return _current
+    return current_session
 
 
 def reset() -> None:
     """Close this process's session and start a new one: open runs end ``KILLED``,
     background merges finish, connections close, and set_store() and set_experiment()
     are forgotten. For notebooks and tests that start over."""
-    global _current
-    ended, _current = _current, Session()
+    global current_session
+    ended, current_session = current_session, Session()
     ended.close()
 
 
@@ -183,32 +185,32 @@ def set_store(uri: str | os.PathLike[str], storage_options: dict[str, Any] | Non
     ``uri`` is a local folder or any fsspec URL (``s3://bucket/prefix``). Without a call,
     the store is ``$LAKESTORE_URI``, else the folder ``./lakestore-data``.
     """
-    _current.store_uri = os.fspath(uri)
-    _current.store_options = dict(storage_options or {})
+    current_session.store_uri = os.fspath(uri)
+    current_session.store_options = dict(storage_options or {})
 
 
 def get_store_uri() -> str:
     """The store that runs started now would write to."""
-    return _current.uri()
+    return current_session.uri()
 
 
 def get_store_options() -> dict[str, Any]:
     """The storage options given to set_store()."""
-    return dict(_current.store_options)
+    return dict(current_session.store_options)
 
 
 def opened(
     uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> Storage:
     """The store at ``uri`` as the session opened it (see Session.opened)."""
-    return _current.opened(uri, storage_options)
+    return current_session.opened(uri, storage_options)
 
 
 def open_existing_store(
     uri: str | os.PathLike[str] | None = None, storage_options: dict[str, Any] | None = None
 ) -> Storage:
     """The store at ``uri`` (default: the store runs are written to), which must exist."""
-    storage = _current.opened(uri, storage_options)
+    storage = current_session.opened(uri, storage_options)
     if spec.read_format_version(storage) is None:
         raise StoreError(
             f"no lakestore store at {storage.url}: log a run there first, "
@@ -221,7 +223,7 @@ def open_for_writing(
     uri: str | os.PathLike[str] | None, storage_options: dict[str, Any] | None
 ) -> Storage:
     """The store at ``uri`` (default: the store runs are written to), created if new."""
-    return _current.open_for_writing(uri, storage_options)
+    return current_session.open_for_writing(uri, storage_options)
 
 
-os.register_at_fork(after_in_child=lambda: _current._forget_after_fork())
+os.register_at_fork(after_in_child=lambda: current_session._forget_after_fork())

@@ -488,7 +488,8 @@ def active_run() -> Run | None:
     Like MLflow's, the active run is per thread: a thread started by the training script
     logs through the Run object, not through the module-level functions.
     """
-    runs = cast("tuple[Run, ...]", session.current().active_runs.get())
+    # An attribute, not current(): every module-level logging call comes through here.
+    runs: tuple[Run, ...] = session.current_session.active_runs.get()  # type: ignore[assignment]
     for run in reversed(runs):
         if run.status == "RUNNING":  # a run ended from another thread is no longer active
             return run
